@@ -68,6 +68,19 @@ class FileLocation(Strict):
     layer: str | None = None
     crs: str | None = Field(None, description="CRS to assume only when the file declares none")
 
+    @field_validator("crs")
+    @classmethod
+    def _known_crs(cls, value: str | None) -> str | None:
+        if value is not None:
+            from pyproj import CRS
+            from pyproj.exceptions import CRSError
+
+            try:
+                CRS.from_user_input(value)
+            except CRSError:
+                raise ValueError(f"unknown CRS {value!r}") from None
+        return value
+
 
 Location = Annotated[
     Union[WfsLocation, IgnWfsLocation, DatafairLocation, CartofrichesLocation, FileLocation],

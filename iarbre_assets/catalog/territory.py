@@ -118,10 +118,6 @@ class Territory(Strict):
     def _layers(self) -> "Territory":
         if self.iris is not None and not self.iris.commune_field:
             raise ValueError("iris.commune_field: required, the INSEE code of the commune an IRIS belongs to")
-        for loc in [self.communes.location, *(self.iris.location for _ in [0] if self.iris), *self.sources.values()]:
-            crs = getattr(loc, "crs", None)
-            if crs:
-                _check_crs(crs)
         return self
 
     # -- resolution against the catalogue ----------------------------------------------------

@@ -54,6 +54,11 @@ def format_validation_error(path: Path, exc: Exception, data: dict | None = None
     return "\n".join(lines) or f"{path}: {exc}"
 
 
+# pydantic inserts validator names and union discriminator tags into error locations
+_VALIDATOR_TAGS = {"function-after", "function-before", "function-wrap", "wfs", "ign_wfs", "datafair",
+                   "cartofriches", "file"}
+
+
 def _readable_loc(loc: tuple, data: dict | None) -> str:
     parts: list[str] = []
     node: Any = data
@@ -69,7 +74,7 @@ def _readable_loc(loc: tuple, data: dict | None) -> str:
             # pydantic adds tags for unions / function validators; keep only real field names
             if isinstance(node, dict) and item in node:
                 node = node[item]
-            elif item in {"function-after", "function-before", "function-wrap"} or "[" in str(item):
+            elif item in _VALIDATOR_TAGS or "[" in str(item):
                 continue
             else:
                 node = None

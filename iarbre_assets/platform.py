@@ -1,0 +1,158 @@
+"""The platform for one territory: catalogue, territory, data layout, communes and their grid windows.
+
+Everything is read from the environment so that `dagster dev`, the CLI and the tests agree:
+IARBRE_TERRITORY (a shipped name or a YAML path, default "demo"), IARBRE_HOME (data directory,
+default ./.iarbre), IARBRE_DATA_DIR (where the territory's partner files are), IARBRE_CATALOG.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import geopandas as gpd
+
+from .catalog import Catalogue, FactorDef, SourceDef, Territory, expand_url, load_catalog, load_territory
+from .catalog.models import FileLocation
+from .paths import Layout
+
+DEFAULT_TERRITORY = "demo"
+
+
+class PlatformError(RuntimeError):
+    pass
+
+
+@dataclass
+class Platform:
+    catalogue: Catalogue
+    territory: Territory
+    layout: Layout
+    data_dir: Path
+    _server_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # -- construction ------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls) -> "Platform":
+        catalogue = load_catalog(os.environ.get("IARBRE_CATALOG") or None)
+        territory = load_territory(os.environ.get("IARBRE_TERRITORY", DEFAULT_TERRITORY), catalogue)
+        layout = Layout.from_env()
+        return cls(catalogue, territory, layout, territory.data_dir_path(layout.home))
+
+    # -- sources and factors -----------------------------------------------------------------------
+    @cached_property
+    def sources(self) -> dict[str, SourceDef]:
+        return self.territory.source_defs(self.catalogue)
+
+    @cached_property
+    def factors(self) -> list[FactorDef]:
+        """Every factor of the territory, display-only ones included."""
+        return self.territory.selected_factors(self.catalogue)
+
+    @cached_property
+    def scored_factors(self) -> list[FactorDef]:
+        return [f for f in self.factors if not f.display_only]
+
+    def factors_of_source(self, source: str) -> list[FactorDef]:
+        return [f for f in self.factors if source in f.sources]
+
+    def source_halo_m(self, source: str) -> float:
+        """How far a feature of this source can reach into a neighbouring window."""
+        reach = [f.halo_m + (f.simplify_m or 0.0) for f in self.factors_of_source(source)]
+        return max(reach, default=0.0) + self.territory.grid.cell_size_m
+
+    @property
+    def factor_sources(self) -> list[str]:
+        return [slug for slug in self.sources if self.factors_of_source(slug)]
+
+    # -- communes and grid -------------------------------------------------------------------------
+    @cached_property
+    def communes(self) -> gpd.GeoDataFrame:
+        """The communes layer as declared by the territory: code, name, geometry (EPSG:2154), sorted by code."""
+        from .connectors import fetch_payload, parse_payload
+
+        spec = self.territory.communes
+        if not isinstance(spec.location, FileLocation):
+            raise PlatformError(
+                f"{self.territory.file}: communes.location must be a local file so that commune partitions "
+                "are known when the definitions load"
+            )
+        source = self.sources["communes"]
+        path = self.resolve_path(spec.location.path)
+        if not path.exists():
+            raise PlatformError(
+                f"territory {self.territory.name!r}: communes layer {path} does not exist "
+                f"(data directory {self.data_dir}); generate the demo with `iarbre demo` or pass --data-dir"
+            )
+        payload = fetch_payload(source, data_dir=self.data_dir, url=None)
+        gdf = parse_payload(source, payload.data, payload.ext).to_crs(self.territory.grid.crs)
+        missing = [c for c in (spec.code_field, spec.name_field) if c not in gdf.columns]
+        if missing:
+            raise PlatformError(f"{path}: communes layer has no field(s) {missing}; it has {list(gdf.columns)}")
+        out = gpd.GeoDataFrame(
+            {"code": gdf[spec.code_field].astype(str), "name": gdf[spec.name_field].astype(str)},
+            geometry=gdf.geometry.values,
+            crs=gdf.crs,
+        )
+        if out["code"].duplicated().any():
+            dupes = sorted(out.loc[out["code"].duplicated(), "code"].unique())
+            raise PlatformError(f"{path}: duplicate commune codes {dupes}")
+        return out.sort_values("code").reset_index(drop=True)
+
+    @cached_property
+    def commune_codes(self) -> list[str]:
+        return list(self.communes["code"])
+
+    @cached_property
+    def windows(self) -> dict:
+        """Commune code -> grid Window covering the commune, on the territory's absolute 5 m lattice."""
+        from .geo.grid import window_for_bounds
+
+        cell = self.territory.grid.cell_size_m
+        return {
+            row.code: window_for_bounds(row.geometry.bounds, cell=cell)
+            for row in self.communes.itertuples(index=False)
+        }
+
+    @cached_property
+    def territory_window(self):
+        from .geo.grid import window_for_bounds
+
+        return window_for_bounds(tuple(self.communes.total_bounds), cell=self.territory.grid.cell_size_m)
+
+    # -- paths and endpoints -----------------------------------------------------------------------
+    def resolve_path(self, path: str) -> Path:
+        candidate = Path(os.path.expandvars(path))
+        return candidate if candidate.is_absolute() else self.data_dir / candidate
+
+    _server = None
+
+    def url_variables(self) -> dict[str, str]:
+        """Values for ${...} in URLs; starts the territory's local wire server on first use."""
+        if self.territory.local_server is None:
+            return {}
+        with self._server_lock:
+            if Platform._server is None or Platform._server_root != self._wire_root:
+                from .demo.server import LocalDataServer
+
+                if Platform._server is not None:
+                    Platform._server.stop()
+                server = LocalDataServer(self._wire_root)
+                server.start()
+                Platform._server, Platform._server_root = server, self._wire_root
+                atexit.register(server.stop)
+        return {"LOCAL_SERVER": Platform._server.url}
+
+    _server_root = None
+
+    @property
+    def _wire_root(self) -> Path:
+        return self.resolve_path(self.territory.local_server.root)
+
+    def source_url(self, source: SourceDef) -> str | None:
+        url = getattr(source.location, "url", None)
+        return expand_url(url, self.url_variables()) if url else None
