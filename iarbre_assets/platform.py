@@ -141,8 +141,7 @@ class Platform:
 
                 if Platform._server is not None:
                     Platform._server.stop()
-                server = LocalDataServer(self._wire_root)
-                server.start()
+                server = _start_local_server(LocalDataServer, self._wire_root)
                 Platform._server, Platform._server_root = server, self._wire_root
                 atexit.register(server.stop)
         return {"LOCAL_SERVER": Platform._server.url}
@@ -156,3 +155,19 @@ class Platform:
     def source_url(self, source: SourceDef) -> str | None:
         url = getattr(source.location, "url", None)
         return expand_url(url, self.url_variables()) if url else None
+
+
+def _start_local_server(server_class, root: Path):
+    """Serve `root` on a port derived from its path, so paged `next` links (kept byte for byte in the raw
+    store) are the same from one run to the next; any free port if that one is taken."""
+    import hashlib
+
+    preferred = 20000 + int(hashlib.sha256(str(root).encode()).hexdigest(), 16) % 20000
+    for port in (preferred, 0):
+        server = server_class(root, port=port)
+        try:
+            server.start()
+            return server
+        except OSError:
+            continue
+    raise PlatformError(f"cannot start the local data server for {root}")

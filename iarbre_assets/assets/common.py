@@ -5,7 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 
+import warnings
+
 import dagster as dg
+
+# The APIs we rely on (backfill policies, automation conditions, freshness) are beta in Dagster 1.13;
+# the pinned version is tested, so the per-definition warnings are noise.
+for _category in (dg.BetaWarning, dg.PreviewWarning):
+    warnings.filterwarnings("ignore", category=_category)
 
 from ..catalog import SourceDef
 

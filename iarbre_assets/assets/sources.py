@@ -9,13 +9,12 @@ source_by_commune/  one partition per commune, reported by source/<source> only 
   <source>          window (commune + halo) content changed: partner updates recompute only those.
 """
 
-from __future__ import annotations
 
-import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
+from dagster import AssetExecutionContext
 import geopandas as gpd
 
 from ..catalog import SourceDef
@@ -115,7 +114,7 @@ def build_raw_asset(platform: Platform, source: SourceDef) -> dg.AssetsDefinitio
         check_specs=[freshness_check],
         metadata={"partner": source.partner, "licence": source.licence, "cadence": source.cadence},
     )
-    def _raw(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _raw(context: AssetExecutionContext) -> dg.MaterializeResult:
         from ..connectors import ConnectorError, fetch_payload
 
         store = RawStore(platform.layout)
@@ -208,7 +207,7 @@ def build_source_asset(platform: Platform, source: SourceDef) -> dg.AssetsDefini
         pool=WAREHOUSE_POOL if slug in {"communes", "iris"} else None,
         metadata={"partner": source.partner, "family": source.family},
     )
-    def _source(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def _source(context: AssetExecutionContext) -> dg.MaterializeResult:
         return ingest_source(context, platform, source, factors, partitions_reported)
 
     return _source
@@ -424,12 +423,23 @@ def build_source_defs(platform: Platform) -> list:
         defs.append(build_source_asset(platform, source))
         if platform.factors_of_source(source.slug):
             defs.append(by_commune_spec(platform, source))
+    if platform.territory.iris is None:
+        defs.append(build_empty_iris_asset(platform))
     return defs
 
 
-def source_partition_hashes(platform: Platform, slug: str) -> dict[str, str]:
-    current = SourceVersions(platform.layout, slug).current()
-    return dict(current.window_hashes) if current else {}
+def build_empty_iris_asset(platform: Platform) -> dg.AssetsDefinition:
+    """A territory without IRIS still publishes an (empty) IRIS table, so the IRIS mart exists and is empty."""
 
+    @dg.asset(key=source_key("iris"), deps=[source_key("communes")], group_name=GROUP_SOURCES, owners=[STEWARDS],
+              kinds={"duckdb"}, code_version="no-iris-1", automation_condition=EAGER, pool=WAREHOUSE_POOL,
+              description="This territory declares no IRIS layer: the warehouse's IRIS table is kept empty.")
+    def _no_iris(context: AssetExecutionContext) -> dg.MaterializeResult:
+        from .warehouse_tables import write_table
 
-__all__ = ["build_source_defs", "effective_source", "ingest_source", "json", "timedelta"]
+        empty = gpd.GeoDataFrame({"code": [], "name": [], "commune": [], "area_m2": [], "cell_count": [],
+                                  "synthetic": []}, geometry=[], crs="EPSG:2154")
+        write_table("iris", empty)
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "iris_declared": False})
+
+    return _no_iris

@@ -1,0 +1,17 @@
+-- One row per cell. A view: 20 M Lyon cells are not copied; the marts aggregate straight from it.
+select
+    cell_id::bigint as cell_id,
+    commune::varchar as commune,
+    nullif(trim(iris), '')::varchar as iris,
+    x::double as x,
+    y::double as y,
+    score::real as score,
+    "class"::utinyint as "class",
+    blocked::boolean as blocked,
+    blocking_factor,
+    columns('^top[0-9]+$'),
+    columns('^top[0-9]+_pct$'),
+    columns('^meta_'),
+    coalesce(greatest(*columns('^top[0-9]+_pct$')), 0) as top_pct_max,
+    run_id
+from {{ source('iarbre', 'tiles') }}

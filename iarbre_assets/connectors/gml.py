@@ -1,0 +1,894 @@
+"""GML 3.2 (WFS 2.0) FeatureCollections: a deterministic writer and a safe, streaming parser.
+
+Written here rather than through GDAL's GML driver, which may try to download application schemas.
+
+Safety: the prolog (everything before the root element) is first read with defusedxml and
+`forbid_dtd=True`, so any DOCTYPE -- hence any entity declaration -- is refused with UnsafeInput. A DTD can
+only appear before the root element, and without one only the five predefined XML entities exist, so the
+rest of the document is then parsed with the C ElementTree parser (undeclared entities are a parse error,
+external entities cannot be declared, nothing is ever fetched).
+
+Speed: `iterparse` with "end" events only; each wfs:member is turned into attributes + WKB as soon as it
+ends, then cleared; geometries are built at the end in one vectorised `shapely.from_wkb`. Measured on the
+2-core build machine (CPU time): a 101 MB collection of 80 000 polygons parses in about 6 s (~16 MB/s; the
+C XML parser alone runs at ~30 MB/s), counting its features without geometries (`scan_feature_collection`)
+takes ~3 s; the writer produces ~20 MB/s (float repr dominates).
+
+Coordinates are written with Python's `repr(float)`: the shortest text that reads back to the same float,
+so a write/parse round trip is exact.
+
+Axis order: srsName in URN or http URI form (urn:ogc:def:crs:EPSG::4326,
+http://www.opengis.net/def/crs/EPSG/0/4326) follows the EPSG axis order, so latitude/northing-first CRSs
+(4326, ...) are written and read lat/lon and swapped to x=lon, y=lat; the short forms "EPSG:4326" and
+http://www.opengis.net/gml/srs/epsg.xml#4326 are x/y (lon/lat) as GeoServer and GDAL treat them.
+EPSG:2154 and 3946 are easting/northing in every form.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+import struct
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from functools import lru_cache
+from xml.sax.saxutils import escape, quoteattr
+
+import defusedxml.ElementTree as DET
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from defusedxml import DefusedXmlException
+
+from .errors import MalformedResponse, ServiceExceptionReport, UnsafeInput
+
+WFS_NS = "http://www.opengis.net/wfs/2.0"
+GML_NS = "http://www.opengis.net/gml/3.2"
+XSI_NS = "http://www.w3.org/2001/XMLSchema-instance"
+GML_NAMESPACES = frozenset({GML_NS, "http://www.opengis.net/gml"})
+OWS_NAMESPACES = frozenset({"http://www.opengis.net/ows/1.1", "http://www.opengis.net/ows/2.0",
+                            "http://www.opengis.net/ows", "http://www.opengis.net/ogc"})
+_MEMBER_TAGS = frozenset(
+    {f"{{{WFS_NS}}}member", "{http://www.opengis.net/wfs}member"}
+    | {f"{{{ns}}}{name}" for ns in GML_NAMESPACES for name in ("featureMember", "featureMembers")}
+)
+_ENVELOPE_TAGS = frozenset(f"{{{ns}}}Envelope" for ns in GML_NAMESPACES)
+_XSI_NIL = f"{{{XSI_NS}}}nil"
+_GML_ID_ATTRS = tuple(f"{{{ns}}}id" for ns in GML_NAMESPACES) + ("fid",)
+_NCNAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+@dataclass
+class GmlPage:
+    """One parsed FeatureCollection. `features` is None for `scan_feature_collection` (counts only)."""
+
+    features: gpd.GeoDataFrame | None
+    number_matched: int | None
+    number_returned: int | None
+    next_url: str | None
+    count: int = 0
+    crs: str | None = None
+
+
+# ----------------------------------------------------------------------------------------------
+# srsName handling
+# ----------------------------------------------------------------------------------------------
+_SRS_PATTERNS = [
+    (re.compile(r"^EPSG:(\d+)$", re.I), False),
+    (re.compile(r"^https?://www\.opengis\.net/gml/srs/epsg\.xml#(\d+)$", re.I), False),
+    (re.compile(r"^urn:(?:x-)?ogc:def:crs:EPSG:[0-9.]*:(\d+)$", re.I), True),
+    (re.compile(r"^https?://www\.opengis\.net/def/crs/EPSG/[0-9.]+/(\d+)$", re.I), True),
+]
+_CRS84 = re.compile(r"^(urn:ogc:def:crs:OGC:1\.3:CRS84|https?://www\.opengis\.net/def/crs/OGC/1\.3/CRS84)$", re.I)
+
+
+@lru_cache(maxsize=256)
+def parse_srs_name(srs_name: str) -> tuple[str, bool]:
+    """("EPSG:<code>", swap) for an srsName; swap is True when the text order is latitude/northing first.
+
+    Raises ValueError for a form that is not understood.
+    """
+    name = srs_name.strip()
+    if _CRS84.match(name):
+        return "EPSG:4326", False
+    for pattern, authority_order in _SRS_PATTERNS:
+        match = pattern.match(name)
+        if match:
+            code = int(match.group(1))
+            return f"EPSG:{code}", authority_order and _north_first(code)
+    raise ValueError(f"srsName {srs_name!r} is not an EPSG reference this parser understands")
+
+
+@lru_cache(maxsize=256)
+def _north_first(code: int) -> bool:
+    from pyproj import CRS
+
+    axes = CRS.from_epsg(code).axis_info
+    return bool(axes) and axes[0].direction.lower() in {"north", "south"}
+
+
+# ----------------------------------------------------------------------------------------------
+# OGC exception reports
+# ----------------------------------------------------------------------------------------------
+def exception_report(data: bytes) -> list[dict] | None:
+    """The exceptions of an ows:ExceptionReport (or WFS 1.0 ServiceExceptionReport) body, else None."""
+    head = data[:4096]
+    if b"ExceptionReport" not in head:
+        return None
+    try:
+        root = DET.fromstring(data, forbid_dtd=True)
+    except (ET.ParseError, DefusedXmlException):
+        return None
+    namespace, local = _split(root.tag)
+    if local not in {"ExceptionReport", "ServiceExceptionReport"}:
+        return None
+    reports = []
+    for child in root:
+        child_local = _split(child.tag)[1]
+        if child_local == "Exception":
+            texts = [" ".join((t.text or "").split()) for t in child if _split(t.tag)[1] == "ExceptionText"]
+            reports.append({"exceptionCode": child.get("exceptionCode"), "locator": child.get("locator"),
+                            "text": " | ".join(t for t in texts if t)})
+        elif child_local == "ServiceException":
+            reports.append({"exceptionCode": child.get("code"), "locator": child.get("locator"),
+                            "text": " ".join((child.text or "").split())})
+    return reports or [{"exceptionCode": None, "locator": None, "text": ""}]
+
+
+def describe_exceptions(reports: list[dict]) -> str:
+    parts = []
+    for report in reports:
+        text = f"exceptionCode={report.get('exceptionCode') or '?'}"
+        if report.get("locator"):
+            text += f", locator={report['locator']}"
+        if report.get("text"):
+            text += f", text={report['text']!r}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Writer
+# ----------------------------------------------------------------------------------------------
+def write_feature_collection(
+    gdf: gpd.GeoDataFrame,
+    typename: str,
+    *,
+    srs_name: str = "urn:ogc:def:crs:EPSG::2154",
+    number_matched: int | str | None = None,
+    number_returned: int | None = None,
+    next_url: str | None = None,
+    timestamp: str | None = None,
+    id_field: str | None = None,
+    geometry_name: str = "geom",
+    namespace_uri: str | None = None,
+    bounded_by: bool = True,
+) -> bytes:
+    """A wfs:FeatureCollection (WFS 2.0 / GML 3.2) of `gdf`, one wfs:member per row, deterministic bytes.
+
+    The coordinates are written as they are in `gdf` (no reprojection): `srs_name` must describe them
+    (for a URN/URI 4326 they are written lat/lon). gml:id is "<local typename>.<id_field value>" (or
+    ".<row number>"). Null attribute values are empty elements with xsi:nil="true"; null or empty
+    geometries likewise. timeStamp is written only when given, so the same data gives the same bytes.
+    With `bounded_by` each feature carries its gml:boundedBy envelope (as GeoServer writes it), which lets
+    the demo server index a file without parsing every coordinate.
+    Geometry types: (Multi)Point, (Multi)LineString -> gml:MultiCurve, (Multi)Polygon -> gml:MultiSurface.
+    """
+    prefix, local = typename.split(":", 1) if ":" in typename else ("ns", typename)
+    for name in (prefix, local, geometry_name):
+        if not _NCNAME.match(name) or ":" in name:
+            raise ValueError(f"{name!r} (from typename {typename!r}) is not a valid XML name")
+    namespace_uri = namespace_uri or f"urn:x-iarbre:{prefix}"
+    _, swap = parse_srs_name(srs_name)
+    columns = [c for c in gdf.columns if c != gdf.geometry.name]
+    for column in columns:
+        if not isinstance(column, str) or not _NCNAME.match(column):
+            raise ValueError(f"column {column!r} is not a valid XML element name")
+    count = len(gdf)
+    matched = count if number_matched is None else number_matched
+    returned = count if number_returned is None else number_returned
+
+    head = [
+        '<?xml version="1.0" encoding="UTF-8"?>\n',
+        f'<wfs:FeatureCollection xmlns:wfs="{WFS_NS}" xmlns:gml="{GML_NS}" xmlns:xsi="{XSI_NS}" ',
+        f"xmlns:{prefix}={quoteattr(namespace_uri)} numberMatched=\"{matched}\" numberReturned=\"{returned}\"",
+    ]
+    if timestamp:
+        head.append(f" timeStamp={quoteattr(timestamp)}")
+    if next_url:
+        head.append(f" next={quoteattr(next_url)}")
+    head.append(">\n")
+
+    if id_field:
+        fids = [f"{local}.{_id_text(v)}" for v in gdf[id_field].tolist()]
+        if len(set(fids)) != len(fids):
+            raise ValueError(f"id_field {id_field!r} is not unique: gml:id values would repeat")
+    else:
+        fids = [f"{local}.{i}" for i in range(1, count + 1)]
+    rendered = [_render_column(prefix, c, gdf[c].tolist()) for c in columns]
+    geom_open, geom_close = f"<{prefix}:{geometry_name}>", f"</{prefix}:{geometry_name}>"
+    geom_nil = f'<{prefix}:{geometry_name} xsi:nil="true"/>'
+    geometry_array = np.asarray(gdf.geometry.array)
+    geometry_xml = _render_geometries(geometry_array, fids, quoteattr(srs_name), swap)
+    envelopes = _render_envelopes(geometry_array, quoteattr(srs_name), swap) if bounded_by else [""] * count
+    element = f"{prefix}:{local}"
+    out = ["".join(head)]
+    for i in range(count):
+        geometry = geometry_xml[i]
+        out.append("".join([
+            f"<wfs:member><{element} gml:id=\"{fids[i]}\">",
+            envelopes[i],
+            *(values[i] for values in rendered),
+            geom_nil if geometry is None else geom_open + geometry + geom_close,
+            f"</{element}></wfs:member>\n",
+        ]))
+    out.append("</wfs:FeatureCollection>\n")
+    return "".join(out).encode("utf-8")
+
+
+def _render_envelopes(geoms: np.ndarray, srs_attr: str, swap: bool) -> list[str]:
+    bounds = shapely.bounds(geoms)
+    if swap:
+        bounds = bounds[:, [1, 0, 3, 2]]
+    out = []
+    for row in bounds.tolist():
+        if math.isnan(row[0]):
+            out.append("")
+        else:
+            out.append(f'<gml:boundedBy><gml:Envelope srsName={srs_attr} srsDimension="2"><gml:lowerCorner>'
+                       f"{row[0]!r} {row[1]!r}</gml:lowerCorner><gml:upperCorner>{row[2]!r} {row[3]!r}"
+                       "</gml:upperCorner></gml:Envelope></gml:boundedBy>")
+    return out
+
+
+_INVALID_XML_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _render_column(prefix: str, column: str, values: list) -> list[str]:
+    """`<prefix:column>text</prefix:column>` per value (xsi:nil for nulls)."""
+    open_tag, close_tag = f"<{prefix}:{column}>", f"</{prefix}:{column}>"
+    nil = f'<{prefix}:{column} xsi:nil="true"/>'
+    out = []
+    for value in values:
+        text = _value_text(value, column)
+        out.append(nil if text is None else open_tag + text + close_tag)
+    return out
+
+
+def _value_text(value, column: str) -> str | None:
+    kind = type(value)
+    if kind is str:
+        text = value
+    elif value is None or value is pd.NA or value is pd.NaT:
+        return None
+    elif kind is float or isinstance(value, np.floating):
+        if math.isnan(value):
+            return None
+        return repr(float(value))
+    elif kind is bool or isinstance(value, np.bool_):
+        return "true" if value else "false"
+    elif kind is int or isinstance(value, np.integer):
+        return str(int(value))
+    elif hasattr(value, "isoformat"):
+        text = value.isoformat()
+    else:
+        text = str(value)
+    if not text.isprintable() and _INVALID_XML_CHARS.search(text):
+        raise ValueError(f"column {column!r}: value {text!r} holds characters XML 1.0 cannot carry")
+    if "&" in text or "<" in text or ">" in text:
+        text = escape(text)
+    return text
+
+
+def _id_text(value) -> str:
+    text = _value_text(value, "id")
+    if text is None:
+        raise ValueError("id_field holds a null value")
+    return re.sub(r"[^A-Za-z0-9_.\-]", "_", text)
+
+
+_MULTI_TAGS = {"MultiPoint": ("MultiPoint", "pointMember"), "MultiLineString": ("MultiCurve", "curveMember"),
+               "MultiPolygon": ("MultiSurface", "surfaceMember")}
+
+
+def _render_geometries(geoms: np.ndarray, fids: list[str], srs_attr: str, swap: bool) -> list[str | None]:
+    """GML of every geometry (None for null/empty), built from shapely's ragged arrays per geometry type.
+
+    All coordinates of a group are turned to text in one pass (repr: shortest exact form), then sliced
+    per ring, so no shapely call is made per feature.
+    """
+    out: list[str | None] = [None] * len(geoms)
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    type_ids = shapely.get_type_id(geoms)
+    has_z = shapely.has_z(geoms)
+    for type_id in np.unique(type_ids[present]):
+        kind = _TYPE_NAMES.get(int(type_id))
+        if kind is None:
+            raise ValueError(f"geometry type {shapely.GeometryType(int(type_id)).name} cannot be written as GML")
+        for z in (False, True):
+            idx = np.flatnonzero(present & (type_ids == type_id) & (has_z == z))
+            if len(idx) == 0:
+                continue
+            _, coords, offsets = shapely.to_ragged_array(geoms[idx], include_z=z)
+            offsets = tuple(o.tolist() for o in offsets)
+            if not np.isfinite(coords).all():
+                raise ValueError("geometries have non-finite coordinates")
+            if swap:
+                coords = coords.copy()
+                coords[:, [0, 1]] = coords[:, [1, 0]]
+            dim = 3 if z else 2
+            texts = list(map(repr, coords.ravel().tolist()))
+            writer = _GroupWriter(texts, dim, srs_attr)
+            for position, i in enumerate(idx.tolist()):
+                out[i] = writer.render(kind, offsets, position, fids[i] + ".geom")
+    return out
+
+
+_TYPE_NAMES = {0: "Point", 1: "LineString", 3: "Polygon", 4: "MultiPoint", 5: "MultiLineString", 6: "MultiPolygon"}
+
+
+class _GroupWriter:
+    def __init__(self, texts: list[str], dim: int, srs_attr: str):
+        self.texts = texts
+        self.dim = dim
+        self.dim_attr = ' srsDimension="3"' if dim == 3 else ""
+        self.srs = f" srsName={srs_attr}{self.dim_attr}"
+
+    def span(self, start: int, stop: int) -> str:
+        return " ".join(self.texts[start * self.dim:stop * self.dim])
+
+    def point(self, index: int, gid: str, srs: str) -> str:
+        return f'<gml:Point gml:id="{gid}"{srs}><gml:pos{self.dim_attr}>{self.span(index, index + 1)}</gml:pos></gml:Point>'
+
+    def line(self, start: int, stop: int, gid: str, srs: str) -> str:
+        return (f'<gml:LineString gml:id="{gid}"{srs}><gml:posList{self.dim_attr}>{self.span(start, stop)}'
+                "</gml:posList></gml:LineString>")
+
+    def polygon(self, ring_offsets, first_ring: int, last_ring: int, gid: str, srs: str) -> str:
+        parts = [f'<gml:Polygon gml:id="{gid}"{srs}>']
+        for ring in range(first_ring, last_ring):
+            side = "exterior" if ring == first_ring else "interior"
+            parts.append(f"<gml:{side}><gml:LinearRing><gml:posList{self.dim_attr}>"
+                         f"{self.span(ring_offsets[ring], ring_offsets[ring + 1])}</gml:posList></gml:LinearRing>"
+                         f"</gml:{side}>")
+        parts.append("</gml:Polygon>")
+        return "".join(parts)
+
+    def render(self, kind: str, offsets, j: int, gid: str) -> str:
+        srs = self.srs
+        if kind == "Point":
+            return self.point(j, gid, srs)
+        if kind == "LineString":
+            return self.line(offsets[0][j], offsets[0][j + 1], gid, srs)
+        if kind == "Polygon":
+            return self.polygon(offsets[0], offsets[1][j], offsets[1][j + 1], gid, srs)
+        tag, member = _MULTI_TAGS[kind]
+        parts = [f'<gml:{tag} gml:id="{gid}"{srs}>']
+        if kind == "MultiPoint":
+            for k, p in enumerate(range(offsets[0][j], offsets[0][j + 1]), start=1):
+                parts.append(f"<gml:{member}>{self.point(p, f'{gid}.{k}', '')}</gml:{member}>")
+        elif kind == "MultiLineString":
+            lines, geoms = offsets
+            for k, line in enumerate(range(geoms[j], geoms[j + 1]), start=1):
+                parts.append(f"<gml:{member}>{self.line(lines[line], lines[line + 1], f'{gid}.{k}', '')}</gml:{member}>")
+        else:
+            rings, polygons, geoms = offsets
+            for k, polygon in enumerate(range(geoms[j], geoms[j + 1]), start=1):
+                parts.append(f"<gml:{member}>"
+                             f"{self.polygon(rings, polygons[polygon], polygons[polygon + 1], f'{gid}.{k}', '')}"
+                             f"</gml:{member}>")
+        parts.append(f"</gml:{tag}>")
+        return "".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parser
+# ----------------------------------------------------------------------------------------------
+_TAG_CACHE: dict[str, tuple[str | None, str, str | None]] = {}
+
+
+def _tag(tag: str) -> tuple[str | None, str, str | None]:
+    """(namespace, local name, local name if GML else None), cached: a document repeats few tags."""
+    info = _TAG_CACHE.get(tag)
+    if info is None:
+        if tag[:1] == "{":
+            namespace, _, local = tag[1:].partition("}")
+        else:
+            namespace, local = None, tag
+        info = (namespace, local, local if namespace in GML_NAMESPACES else None)
+        if len(_TAG_CACHE) < 10_000:
+            _TAG_CACHE[tag] = info
+    return info
+
+
+def _split(tag: str) -> tuple[str | None, str]:
+    namespace, local, _ = _tag(tag)
+    return namespace, local
+
+
+def _guard_prolog(data: bytes, source: str, location: str) -> ET.Element:
+    """Check the prolog with defusedxml (no DTD, no entities); return the root element's start tag."""
+    try:
+        for _event, elem in DET.iterparse(io.BytesIO(data), events=("start",), forbid_dtd=True,
+                                          forbid_entities=True, forbid_external=True):
+            return elem
+    except DefusedXmlException as exc:
+        raise UnsafeInput(source, location,
+                          f"DTD/entity declarations are refused ({type(exc).__name__})") from None
+    except ET.ParseError as exc:
+        raise MalformedResponse(source, location, _parse_error_text(exc)) from None
+    raise MalformedResponse(source, location, "empty XML document")
+
+
+def _parse_error_text(exc: ET.ParseError) -> str:
+    line, column = getattr(exc, "position", (None, None))
+    message = str(exc).split(":")[0]
+    return f"XML is not well-formed at line {line}, column {column}: {message} (truncated or not XML?)"
+
+
+def scan_feature_collection(data: bytes, *, source: str, location: str) -> GmlPage:
+    """Counts and paging attributes of a FeatureCollection, without building geometries (used while paging).
+
+    Checks well-formedness of the whole document, refuses DTDs, raises ServiceExceptionReport.
+    """
+    return _parse(data, source=source, location=location, build=False)
+
+
+def parse_feature_collection(data: bytes, *, source: str, location: str) -> GmlPage:
+    """Parse a WFS 2.0 / GML 3.2 FeatureCollection (also WFS 1.1 featureMember/featureMembers).
+
+    Attributes are strings (None when empty or xsi:nil); `gml_id` holds the feature's gml:id. The first
+    geometry property is the geometry. The CRS is the srsName of the geometries (all must agree).
+    """
+    return _parse(data, source=source, location=location, build=True)
+
+
+def _parse(data: bytes, *, source: str, location: str, build: bool) -> GmlPage:
+    if not data or not data.strip():
+        raise MalformedResponse(source, location, "empty response body (expected a GML FeatureCollection)")
+    root = _guard_prolog(data, source, location)
+    namespace, local = _split(root.tag)
+    if local in {"ExceptionReport", "ServiceExceptionReport"}:
+        reports = exception_report(data)
+        if reports is None:
+            raise MalformedResponse(source, location, f"unreadable {local}")
+        raise ServiceExceptionReport(source, location, f"service exception: {describe_exceptions(reports)}",
+                                     exceptions=reports)
+    if not local.endswith("FeatureCollection"):
+        raise MalformedResponse(source, location, f"expected a wfs:FeatureCollection, got <{local}> ({namespace})")
+    number_matched = _int_attr(root.get("numberMatched"), source, location, "numberMatched")
+    number_returned = _int_attr(root.get("numberReturned") or root.get("numberOfFeatures"), source, location,
+                                "numberReturned")
+    next_url = root.get("next") or None
+
+    state = _Builder(source, location) if build else None
+    count = 0
+    try:
+        for _event, elem in ET.iterparse(io.BytesIO(data), events=("end",)):
+            tag = elem.tag
+            if tag in _MEMBER_TAGS:
+                for feature in elem:
+                    count += 1
+                    if state is not None:
+                        state.add(feature)
+                elem.clear()
+            elif state is not None and state.default_srs is None and tag in _ENVELOPE_TAGS:
+                state.default_srs = elem.get("srsName")
+    except ET.ParseError as exc:
+        raise MalformedResponse(source, location, _parse_error_text(exc)) from None
+    if number_returned is not None and number_returned != count:
+        raise MalformedResponse(source, location,
+                                f"numberReturned={number_returned} but the collection holds {count} features")
+    features = state.frame() if state is not None else None
+    crs = None if features is None or features.crs is None else features.crs.to_string()
+    return GmlPage(features, number_matched, number_returned, next_url, count=count, crs=crs)
+
+
+def _int_attr(value: str | None, source: str, location: str, name: str) -> int | None:
+    if value is None or value.strip().lower() in {"", "unknown"}:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise MalformedResponse(source, location, f"{name}={value!r} is neither an integer nor 'unknown'") from None
+
+
+class _Builder:
+    """Accumulates attribute rows and WKB geometries feature by feature; `frame()` builds the result."""
+
+    def __init__(self, source: str, location: str):
+        self.source = source
+        self.location = location
+        self.ids: list[str | None] = []
+        self.rows: list[dict] = []
+        self.keys: dict[str, None] = {}  # attribute names in first-seen order
+        self.wkb: list[bytes | None] = []
+        self.srs_names: set[str] = set()
+        self.default_srs: str | None = None
+
+    def add(self, feature: ET.Element) -> None:
+        gml_id = feature.get(_GML_ID_ATTRS[0]) or feature.get(_GML_ID_ATTRS[1]) or feature.get("fid")
+        self.ids.append(gml_id)
+        row: dict = {}
+        geometry = None
+        for prop in feature:
+            info = _TAG_CACHE.get(prop.tag) or _tag(prop.tag)
+            if info[2] is not None:
+                continue  # gml:boundedBy, gml:name, ... describe the feature, they are not attributes
+            name = info[1]
+            if len(prop):
+                first = prop[0]
+                if (_TAG_CACHE.get(first.tag) or _tag(first.tag))[2] in _GEOMETRY_NAMES:
+                    if geometry is None:
+                        geometry = self._geometry(first, name, gml_id)
+                    continue
+                value = "".join(prop.itertext()) or None
+            else:
+                value = prop.text or None
+            if value is not None and prop.get(_XSI_NIL) in _TRUE:
+                value = None
+            if name not in row:  # a repeated property keeps its first value
+                row[name] = value
+        self.rows.append(row)
+        self.wkb.append(geometry)
+        keys = self.keys
+        for name in row:
+            if name not in keys:
+                keys[name] = None
+
+    def _geometry(self, elem: ET.Element, prop: str, gml_id: str | None) -> bytes | None:
+        srs = elem.get("srsName")
+        if srs is None:
+            for sub in elem.iter():
+                srs = sub.get("srsName")
+                if srs:
+                    break
+            srs = srs or self.default_srs
+        swap = False
+        if srs:
+            try:
+                _, swap = parse_srs_name(srs)
+            except ValueError as exc:
+                raise MalformedResponse(self.source, self.location, str(exc)) from None
+            self.srs_names.add(srs)
+        try:
+            dim = _int_or(elem.get("srsDimension"), 2)
+            fast = _fast_wkb(elem, dim, swap)
+            if fast is not None:
+                return fast
+            kind, value, dim = _read_geometry(elem, dim, swap)
+            return _to_wkb(kind, value, dim)
+        except _GeomError as exc:
+            raise MalformedResponse(self.source, self.location,
+                                    f"feature {gml_id or len(self.ids)}, property {prop!r}: {exc}") from None
+
+    def frame(self) -> gpd.GeoDataFrame:
+        crs_codes = {parse_srs_name(name)[0] for name in self.srs_names}
+        if len(crs_codes) > 1:
+            raise MalformedResponse(self.source, self.location, f"geometries in several CRSs: {sorted(self.srs_names)}")
+        crs = crs_codes.pop() if crs_codes else None
+        if crs is None and self.default_srs:
+            crs = parse_srs_name(self.default_srs)[0]
+        n = len(self.rows)
+        geometry = shapely.from_wkb(np.array(self.wkb, dtype=object)) if n else np.array([], dtype=object)
+        data = {}
+        if any(v is not None for v in self.ids):
+            data["gml_id"] = pd.Series(self.ids, dtype=object)
+        rows = self.rows
+        for name in self.keys:
+            data[name if name != "gml_id" or "gml_id" not in data else f"{name}_"] = pd.Series(
+                [row.get(name) for row in rows], dtype=object)
+        frame = pd.DataFrame(data, index=pd.RangeIndex(n))
+        return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, index=frame.index), crs=crs)
+
+
+_TRUE = frozenset({"true", "1"})
+_GEOMETRY_NAMES = frozenset({"Point", "LineString", "Curve", "Polygon", "Surface", "PolygonPatch", "MultiSurface",
+                             "MultiPolygon", "MultiCurve", "MultiLineString", "MultiPoint", "MultiGeometry",
+                             "LinearRing", "Ring", "Envelope", "CompositeCurve", "CompositeSurface", "Solid",
+                             "OrientableSurface", "TriangulatedSurface", "Tin", "PolyhedralSurface"})
+_POSLIST_TAGS = frozenset(f"{{{ns}}}posList" for ns in GML_NAMESPACES)
+_LINEARRING_TAGS = frozenset(f"{{{ns}}}LinearRing" for ns in GML_NAMESPACES)
+_RING_SIDES = {f"{{{ns}}}{side}": side == "exterior" for ns in GML_NAMESPACES for side in ("exterior", "interior")}
+_POLYGON_TAGS = frozenset(f"{{{ns}}}Polygon" for ns in GML_NAMESPACES)
+_LINESTRING_TAGS = frozenset(f"{{{ns}}}LineString" for ns in GML_NAMESPACES)
+_SURFACE_MEMBER_TAGS = frozenset(f"{{{ns}}}surfaceMember" for ns in GML_NAMESPACES)
+_MULTISURFACE_TAGS = frozenset(f"{{{ns}}}MultiSurface" for ns in GML_NAMESPACES)
+
+
+def _fast_poslist(elem: ET.Element, dim: int, swap: bool) -> np.ndarray | None:
+    """Coordinates of an element whose only child is a posList (the shape our writer and GeoServer use)."""
+    if len(elem) != 1:
+        return None
+    pos_list = elem[0]
+    if pos_list.tag not in _POSLIST_TAGS:
+        return None
+    value = pos_list.get("srsDimension")
+    return _shape(_numbers(pos_list.text), dim if value is None else _int_or(value, dim), swap)
+
+
+def _fast_rings(polygon: ET.Element, dim: int, swap: bool) -> list[np.ndarray] | None:
+    rings = []
+    for side in polygon:
+        exterior = _RING_SIDES.get(side.tag)
+        if exterior is None or len(side) != 1 or side[0].tag not in _LINEARRING_TAGS or (exterior and rings):
+            return None
+        coords = _fast_poslist(side[0], dim, swap)
+        if coords is None:
+            return None
+        rings.append(coords)
+    return rings or None
+
+
+def _fast_wkb(elem: ET.Element, dim: int, swap: bool) -> bytes | None:
+    """WKB for the common shapes (posList everywhere) without the general dispatch; None otherwise."""
+    tag = elem.tag
+    if tag in _POLYGON_TAGS:
+        rings = _fast_rings(elem, dim, swap)
+        return None if rings is None else _to_wkb("Polygon", rings, _dims(rings))
+    if tag in _LINESTRING_TAGS:
+        coords = _fast_poslist(elem, dim, swap)
+        return None if coords is None else _to_wkb("LineString", coords, coords.shape[1])
+    if tag in _MULTISURFACE_TAGS:
+        polygons = []
+        for member in elem:
+            if member.tag not in _SURFACE_MEMBER_TAGS or len(member) != 1 or member[0].tag not in _POLYGON_TAGS:
+                return None
+            polygon = member[0]
+            rings = _fast_rings(polygon, _int_or(polygon.get("srsDimension"), dim), swap)
+            if rings is None:
+                return None
+            polygons.append(rings)
+        if not polygons:
+            return None
+        return _to_wkb("MultiPolygon", polygons, _dims([r for p in polygons for r in p]))
+    return None
+
+
+class _GeomError(Exception):
+    pass
+
+
+def _int_or(value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        dim = int(value)
+    except ValueError:
+        raise _GeomError(f"srsDimension={value!r} is not an integer") from None
+    if dim not in (2, 3):
+        raise _GeomError(f"srsDimension={dim} (only 2 and 3 are supported)")
+    return dim
+
+
+def _gml_local(elem: ET.Element) -> str | None:
+    return _tag(elem.tag)[2]
+
+
+def _numbers(text: str | None) -> np.ndarray:
+    if not text or not text.strip():
+        return np.empty(0, dtype=np.float64)
+    try:
+        return np.array(text.split(), dtype=np.float64)
+    except ValueError:
+        raise _GeomError(f"coordinates are not numbers: {text[:80]!r}") from None
+
+
+def _shape(values: np.ndarray, dim: int, swap: bool) -> np.ndarray:
+    if values.size % dim:
+        raise _GeomError(f"{values.size} ordinates is not a multiple of srsDimension={dim}")
+    coords = values.reshape(-1, dim)
+    if swap:
+        coords[:, [0, 1]] = coords[:, [1, 0]]
+    return coords
+
+
+def _coordinates_text(elem: ET.Element, dim: int) -> np.ndarray:
+    """GML 2 style <gml:coordinates decimal="." cs="," ts=" ">x,y x,y</gml:coordinates>."""
+    decimal, cs, ts = elem.get("decimal", "."), elem.get("cs", ","), elem.get("ts", " ")
+    text = (elem.text or "").strip()
+    tuples = [t for t in (text.split(ts) if ts.strip() else text.split()) if t]
+    rows = []
+    for item in tuples:
+        parts = item.split(cs)
+        if decimal != ".":
+            parts = [p.replace(decimal, ".") for p in parts]
+        try:
+            rows.append([float(p) for p in parts])
+        except ValueError:
+            raise _GeomError(f"gml:coordinates tuple {item!r} is not numeric") from None
+    if not rows:
+        return np.empty((0, dim))
+    width = len(rows[0])
+    if any(len(r) != width for r in rows) or width not in (2, 3):
+        raise _GeomError("gml:coordinates tuples have inconsistent dimensions")
+    return np.array(rows, dtype=np.float64)
+
+
+def _points(elem: ET.Element, dim: int, swap: bool) -> np.ndarray:
+    """Coordinates of a Point/LineString/LinearRing/segment: posList, pos children or coordinates."""
+    dim = _int_or(elem.get("srsDimension"), dim)
+    pos_rows = []
+    for child in elem:
+        local = _gml_local(child)
+        if local == "posList":
+            return _shape(_numbers(child.text), _int_or(child.get("srsDimension"), dim), swap)
+        if local == "pos":
+            pos_rows.append(_shape(_numbers(child.text), _int_or(child.get("srsDimension"), dim), swap))
+        elif local == "coordinates":
+            coords = _coordinates_text(child, dim)
+            if swap:
+                coords[:, [0, 1]] = coords[:, [1, 0]]
+            return coords
+        elif local == "pointProperty" or local == "pointRep":
+            for point in child:
+                pos_rows.append(_points(point, dim, swap))
+    if not pos_rows:
+        raise _GeomError(f"<{_split(elem.tag)[1]}> has no coordinates")
+    if len({r.shape[1] for r in pos_rows}) > 1:
+        raise _GeomError("gml:pos elements of different dimensions")
+    return np.vstack(pos_rows)
+
+
+def _members(elem: ET.Element, single: set[str], plural: set[str]) -> list[ET.Element]:
+    found = []
+    for child in elem:
+        local = _gml_local(child)
+        if local in single:
+            found.extend(list(child)[:1])
+        elif local in plural:
+            found.extend(list(child))
+    return found
+
+
+def _curve_coords(elem: ET.Element, dim: int, swap: bool) -> np.ndarray:
+    local = _gml_local(elem)
+    dim = _int_or(elem.get("srsDimension"), dim)
+    if local == "LineString":
+        return _points(elem, dim, swap)
+    if local == "Curve":
+        pieces = []
+        for segments in elem:
+            if _gml_local(segments) != "segments":
+                continue
+            for segment in segments:
+                seg_local = _gml_local(segment)
+                if seg_local != "LineStringSegment":
+                    raise _GeomError(f"curve segment <{seg_local}> is not supported (only LineStringSegment)")
+                pieces.append(_points(segment, dim, swap))
+        return _join(pieces)
+    raise _GeomError(f"<{local}> is not a supported curve")
+
+
+def _join(pieces: list[np.ndarray]) -> np.ndarray:
+    if not pieces:
+        raise _GeomError("curve without segments")
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        if len(out[-1]) and len(piece) and np.array_equal(out[-1][-1], piece[0]):
+            piece = piece[1:]
+        out.append(piece)
+    if len({p.shape[1] for p in out}) > 1:
+        raise _GeomError("segments of different dimensions")
+    return np.vstack(out)
+
+
+def _ring(elem: ET.Element, dim: int, swap: bool) -> np.ndarray:
+    """The ring inside <exterior>/<interior> (LinearRing, or Ring made of curve members)."""
+    rings = [c for c in elem if _gml_local(c) in {"LinearRing", "Ring"}]
+    if len(rings) != 1:
+        raise _GeomError(f"<{_split(elem.tag)[1]}> must hold one LinearRing or Ring")
+    ring = rings[0]
+    if _gml_local(ring) == "LinearRing":
+        return _points(ring, dim, swap)
+    members = _members(ring, {"curveMember"}, set())
+    return _join([_curve_coords(m, dim, swap) for m in members])
+
+
+def _polygon_rings(elem: ET.Element, dim: int, swap: bool) -> list[np.ndarray]:
+    dim = _int_or(elem.get("srsDimension"), dim)
+    rings = []
+    for child in elem:
+        local = _gml_local(child)
+        if local in {"exterior", "outerBoundaryIs"}:
+            rings.insert(0, _ring(child, dim, swap))
+        elif local in {"interior", "innerBoundaryIs"}:
+            rings.append(_ring(child, dim, swap))
+    if not rings:
+        raise _GeomError("polygon without exterior ring")
+    return rings
+
+
+def _surface_polygons(elem: ET.Element, dim: int, swap: bool) -> list[list[np.ndarray]]:
+    local = _gml_local(elem)
+    dim = _int_or(elem.get("srsDimension"), dim)
+    if local in {"Polygon", "PolygonPatch"}:
+        return [_polygon_rings(elem, dim, swap)]
+    if local == "Surface":
+        polygons = []
+        for patches in elem:
+            if _gml_local(patches) in {"patches", "polygonPatches"}:
+                for patch in patches:
+                    if _gml_local(patch) != "PolygonPatch":
+                        raise _GeomError(f"surface patch <{_split(patch.tag)[1]}> is not supported")
+                    polygons.append(_polygon_rings(patch, dim, swap))
+        return polygons
+    if local in {"MultiSurface", "MultiPolygon"}:
+        polygons = []
+        for member in _members(elem, {"surfaceMember", "polygonMember"}, {"surfaceMembers"}):
+            polygons.extend(_surface_polygons(member, dim, swap))
+        return polygons
+    raise _GeomError(f"<{local}> is not a supported surface")
+
+
+def _read_geometry(elem: ET.Element, dim: int, swap: bool):
+    """(kind, value, dim) of a GML geometry element; value is an array or nested lists of arrays."""
+    local = _gml_local(elem)
+    dim = _int_or(elem.get("srsDimension"), dim)
+    if local == "Point":
+        coords = _points(elem, dim, swap)
+        if len(coords) != 1:
+            raise _GeomError(f"gml:Point with {len(coords)} positions")
+        return "Point", coords, coords.shape[1]
+    if local in {"LineString", "Curve"}:
+        coords = _curve_coords(elem, dim, swap)
+        return "LineString", coords, coords.shape[1]
+    if local in {"Polygon", "Surface", "PolygonPatch"}:
+        polygons = _surface_polygons(elem, dim, swap)
+        if len(polygons) == 1:
+            return "Polygon", polygons[0], _dims([r for r in polygons[0]])
+        return "MultiPolygon", polygons, _dims([r for p in polygons for r in p])
+    if local in {"MultiSurface", "MultiPolygon"}:
+        polygons = _surface_polygons(elem, dim, swap)
+        return "MultiPolygon", polygons, _dims([r for p in polygons for r in p], default=dim)
+    if local in {"MultiCurve", "MultiLineString"}:
+        members = _members(elem, {"curveMember", "lineStringMember"}, {"curveMembers"})
+        lines = [_curve_coords(m, dim, swap) for m in members]
+        return "MultiLineString", lines, _dims(lines, default=dim)
+    if local == "MultiPoint":
+        members = _members(elem, {"pointMember"}, {"pointMembers"})
+        points = [_points(m, dim, swap) for m in members]
+        return "MultiPoint", points, _dims(points, default=dim)
+    if local == "MultiGeometry":
+        parts = [_read_geometry(m, dim, swap) for m in _members(elem, {"geometryMember"}, {"geometryMembers"})]
+        return "GeometryCollection", parts, max((p[2] for p in parts), default=dim)
+    raise _GeomError(f"geometry <{_split(elem.tag)[1]}> is not supported")
+
+
+def _dims(arrays: list[np.ndarray], default: int = 2) -> int:
+    dims = {a.shape[1] for a in arrays}
+    if len(dims) > 1:
+        raise _GeomError("parts of one geometry have different dimensions")
+    return dims.pop() if dims else default
+
+
+_WKB_CODES = {"Point": 1, "LineString": 2, "Polygon": 3, "MultiPoint": 4, "MultiLineString": 5,
+              "MultiPolygon": 6, "GeometryCollection": 7}
+
+
+def _header(kind: str, dim: int) -> bytes:
+    return struct.pack("<BI", 1, _WKB_CODES[kind] + (1000 if dim == 3 else 0))
+
+
+def _array_bytes(coords: np.ndarray) -> bytes:
+    return np.ascontiguousarray(coords, dtype="<f8").tobytes()
+
+
+def _to_wkb(kind: str, value, dim: int) -> bytes:
+    """ISO WKB, little-endian (read by shapely.from_wkb in one vectorised call)."""
+    if kind == "Point":
+        return _header(kind, dim) + _array_bytes(value)
+    if kind == "LineString":
+        return _header(kind, dim) + struct.pack("<I", len(value)) + _array_bytes(value)
+    if kind == "Polygon":
+        body = [_header(kind, dim), struct.pack("<I", len(value))]
+        for ring in value:
+            body += [struct.pack("<I", len(ring)), _array_bytes(ring)]
+        return b"".join(body)
+    if kind == "GeometryCollection":
+        return b"".join([_header(kind, dim), struct.pack("<I", len(value))]
+                        + [_to_wkb(k, v, d) for k, v, d in value])
+    part = {"MultiPoint": "Point", "MultiLineString": "LineString", "MultiPolygon": "Polygon"}[kind]
+    return b"".join([_header(kind, dim), struct.pack("<I", len(value))] + [_to_wkb(part, v, dim) for v in value])

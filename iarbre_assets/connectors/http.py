@@ -1,0 +1,142 @@
+"""A small HTTP GET client: per-request deadline, bounded retries with exponential back-off, every attempt
+recorded for the provenance manifest.
+
+Retried: connection errors, timeouts, truncated bodies, 5xx and 429 (rate limiting asks to come back).
+Not retried: other 4xx, whose answer will not change; an OGC ows:ExceptionReport body in a 4xx becomes
+ServiceExceptionReport so the service's own explanation reaches the user.
+"""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+
+from .errors import FetchError, ServiceExceptionReport
+from .gml import describe_exceptions, exception_report
+
+SECRET_PARAMS = frozenset(
+    {"apikey", "api_key", "api-key", "key", "token", "access_token", "auth", "password", "passwd", "pwd",
+     "secret", "client_secret", "signature", "sig"}
+)
+USER_AGENT = "iarbre-connectors/0.1 (+https://github.com/; plantability platform)"
+_CHUNK = 1 << 16
+
+
+def redact_url(url: str) -> str:
+    """The URL with the values of secret-looking query parameters replaced by REDACTED."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(k.lower() in SECRET_PARAMS for k, _ in pairs):
+        return url
+    query = urlencode([(k, "REDACTED" if k.lower() in SECRET_PARAMS else v) for k, v in pairs], safe=":,/")
+    return urlunsplit(parts._replace(query=query))
+
+
+def url_with_params(url: str, params: dict | list | None) -> str:
+    """The URL a GET with `params` goes to (as requests builds it)."""
+    return requests.Request("GET", url, params=params or {}).prepare().url
+
+
+def without_params(url: str, names: set[str]) -> str:
+    """The URL minus the query parameters in `names` (case-insensitive): a stable origin for provenance."""
+    parts = urlsplit(url)
+    lowered = {n.lower() for n in names}
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k.lower() not in lowered]
+    return urlunsplit(parts._replace(query=urlencode(pairs, safe=":,/")))
+
+
+class _Deadline(Exception):
+    pass
+
+
+class HttpClient:
+    """GET with timeouts and retries. `requests` lists every attempt: url, status, bytes, elapsed_s, error."""
+
+    def __init__(self, timeout_s: float = 60, retries: int = 3, backoff_s: float = 1.0,
+                 session: requests.Session | None = None):
+        if timeout_s <= 0 or retries < 0 or backoff_s < 0:
+            raise ValueError("timeout_s must be > 0, retries and backoff_s >= 0")
+        self.timeout_s = float(timeout_s)
+        self.retries = int(retries)
+        self.backoff_s = float(backoff_s)
+        self.session = session or requests.Session()
+        self.session.headers.setdefault("User-Agent", USER_AGENT)
+        self.requests: list[dict] = []
+
+    def get(self, url: str, params: dict | list | None = None, *, source: str = "http") -> tuple[bytes, str, int]:
+        """Return (body, final URL, status) of a successful (2xx/3xx-followed) GET, or raise.
+
+        FetchError after `retries` extra attempts; ServiceExceptionReport for a 4xx OGC exception body.
+        """
+        full_url = url_with_params(url, params)
+        shown = redact_url(full_url)
+        attempts = self.retries + 1
+        last = ""
+        for attempt in range(1, attempts + 1):
+            record = {"url": shown, "status": None, "bytes": 0, "elapsed_s": 0.0, "attempt": attempt}
+            start = time.monotonic()
+            status = None
+            try:
+                response = self.session.get(url, params=params, timeout=(self.timeout_s, self.timeout_s),
+                                            stream=True)
+                status = response.status_code
+                record["status"] = status
+                try:
+                    chunks = []
+                    for chunk in response.iter_content(_CHUNK):
+                        chunks.append(chunk)
+                        if time.monotonic() - start > self.timeout_s:
+                            raise _Deadline()
+                    body = b"".join(chunks)
+                finally:
+                    response.close()
+                final_url = response.url
+            except (_Deadline, requests.Timeout):
+                last = f"timed out after {self.timeout_s:g} s"
+                record["error"] = "timeout"
+            except requests.RequestException as exc:  # connection refused/reset, truncated body, ...
+                last = f"connection failed ({type(exc).__name__}: {_short(str(exc))})"
+                record["error"] = type(exc).__name__
+            else:
+                record["bytes"] = len(body)
+                record["elapsed_s"] = round(time.monotonic() - start, 4)
+                self.requests.append(record)
+                if status < 400:
+                    return body, final_url, status
+                reason = f"HTTP {status}"
+                reports = _exception_reports(body)
+                if reports:
+                    reason += f": service exception: {describe_exceptions(reports)}"
+                elif body:
+                    reason += f": {_short(body.decode('utf-8', 'replace'))}"
+                if 400 <= status < 500 and status != 429:
+                    if reports:
+                        raise ServiceExceptionReport(source, shown, reason, exceptions=reports)
+                    raise FetchError(source, shown, reason)
+                last = reason
+                self._sleep(attempt, attempts)
+                continue
+            record["elapsed_s"] = round(time.monotonic() - start, 4)
+            self.requests.append(record)
+            self._sleep(attempt, attempts)
+        raise FetchError(source, shown, f"{last} ({attempts} attempt{'s' if attempts > 1 else ''})")
+
+    def _sleep(self, attempt: int, attempts: int) -> None:
+        if attempt < attempts:
+            time.sleep(self.backoff_s * (2 ** (attempt - 1)))
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _exception_reports(body: bytes) -> list[dict] | None:
+    try:
+        return exception_report(body)
+    except Exception:  # a broken error body must not hide the HTTP status
+        return None

@@ -1,0 +1,123 @@
+"""What a fetch delivers (`Payload`) and the deterministic zip used to bundle several pages or files.
+
+A bundle holds the delivered bodies byte for byte, one entry per page (`page-00001.<ext>`, ...) in request
+order. Entry timestamps are fixed (1980-01-01), permissions fixed, compression fixed (deflate level 6), and
+nothing else goes in (no URL, port or fetch time), so identical responses always give identical bytes
+(for a given zlib version) and therefore the same SHA-256.
+"""
+
+from __future__ import annotations
+
+import io
+import stat
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from .errors import MalformedResponse, UnsafeInput
+
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+ZIP_LEVEL = 6
+
+
+@dataclass
+class Payload:
+    """Raw bytes of one fetch plus what the provenance manifest needs about how they were obtained.
+
+    `data` is what gets hashed and stored; `requests` and `details` are descriptive only (not hashed).
+    """
+
+    data: bytes
+    ext: str
+    origin: str
+    kind: str
+    requests: list[dict] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+
+def page_name(index: int, ext: str) -> str:
+    """Entry name of the index-th page (1-based) in a bundle."""
+    return f"page-{index:05d}.{ext}"
+
+
+def deterministic_zip(entries: list[tuple[str, bytes]]) -> bytes:
+    """Zip `entries` (name, bytes) sorted by name with fixed metadata: same entries, same bytes."""
+    names = [name for name, _ in entries]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate zip entry names: {sorted(n for n in names if names.count(n) > 1)}")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, body in sorted(entries, key=lambda item: item[0]):
+            info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.create_system = 3  # unix, whatever the host
+            info.external_attr = (stat.S_IFREG | 0o644) << 16
+            archive.writestr(info, body, compress_type=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL)
+    return buffer.getvalue()
+
+
+def bundle_pages(pages: list[bytes], ext: str) -> tuple[bytes, str]:
+    """One page is stored as is (with its own ext); several go into a deterministic zip ("zip")."""
+    if len(pages) == 1:
+        return pages[0], ext
+    return deterministic_zip([(page_name(i, ext), body) for i, body in enumerate(pages, start=1)]), "zip"
+
+
+def check_zip_entry(info: zipfile.ZipInfo, *, source: str, location: str) -> None:
+    """Refuse entries that could escape an extraction directory or are symlinks."""
+    name = info.filename
+    mode = (info.external_attr >> 16) & 0o170000
+    if mode == stat.S_IFLNK:
+        raise UnsafeInput(source, location, f"zip entry {name!r} is a symbolic link; refused")
+    normalised = name.replace("\\", "/")
+    if normalised.startswith("/") or (len(normalised) > 1 and normalised[1] == ":"):
+        raise UnsafeInput(source, location, f"zip entry {name!r} has an absolute path; refused")
+    if ".." in PurePosixPath(normalised).parts:
+        raise UnsafeInput(source, location, f"zip entry {name!r} has a '..' component; refused")
+
+
+def open_zip(data: bytes, *, source: str, location: str) -> zipfile.ZipFile:
+    """Open a zip from bytes and check every entry name before anything is read."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise MalformedResponse(source, location, f"not a readable zip archive: {exc}") from None
+    for info in archive.infolist():
+        check_zip_entry(info, source=source, location=location)
+    return archive
+
+
+def read_bundle(data: bytes, ext: str, *, source: str, location: str = "bundle") -> list[tuple[str, bytes]]:
+    """The pages of a payload: [(name, bytes)] in page order; a non-zip payload is a single page."""
+    if ext != "zip":
+        return [(page_name(1, ext), data)]
+    with open_zip(data, source=source, location=location) as archive:
+        infos = sorted((i for i in archive.infolist() if not i.is_dir()), key=lambda i: i.filename)
+        return [(info.filename, archive.read(info)) for info in infos]
+
+
+def concat_frames(frames: list, crs):
+    """Concatenate page frames (columns united in first-seen order, geometry last) with one CRS.
+
+    Values missing because a column is absent from some pages are None in object columns.
+    """
+    frames = [f.rename_geometry("geometry") if f.geometry.name != "geometry" else f for f in frames if f is not None]
+    if not frames:
+        return gpd.GeoDataFrame({"geometry": gpd.GeoSeries([], crs=crs)}, geometry="geometry", crs=crs)
+    columns: list[str] = []
+    for frame in frames:
+        columns.extend(c for c in frame.columns if c != "geometry" and c not in columns)
+    if len(frames) == 1:
+        out = pd.DataFrame(frames[0]).assign(geometry=np.asarray(frames[0].geometry.array)).reset_index(drop=True)
+    else:
+        out = pd.concat([pd.DataFrame(f).assign(geometry=np.asarray(f.geometry.array)) for f in frames],
+                        ignore_index=True)
+        for column in columns:
+            if out[column].dtype == object and any(column not in f.columns for f in frames):
+                out[column] = out[column].where(out[column].notna(), None)
+    return gpd.GeoDataFrame(out[columns], geometry=gpd.GeoSeries(out["geometry"].to_numpy(), index=out.index),
+                            crs=crs)

@@ -1,0 +1,233 @@
+"""Factor footprints: the polygons a factor covers (published `apply_actions`, method §1.1).
+
+Order, as published: select (attribute filter) -> [multipart splitting, done at normalisation] ->
+buffer (fixed distance or per-feature radius) -> simplify -> union -> keep polygonal parts only.
+
+Deliberate differences from the reference:
+* defect #11: a feature with no usable radius gets the catalogue's `missing_m` instead of vanishing,
+  a radius above `max_m` is clamped, and both are counted in the stats;
+* every step is counted (features in / selected / polygons out / area, non-polygonal parts dropped).
+
+`Footprint.parts` are the polygons before the union; they cover exactly the same points as the union,
+so coverage rasters are computed from them (cheaper, see coverage.py) and never depend on the union.
+All geometries are shapely 2 objects in EPSG:2154, lengths in metres, areas in m².
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from iarbre_assets.catalog.models import ColumnBuffer, FactorDef, FixedBuffer, Where
+
+CRS = "EPSG:2154"
+# Segments per quarter circle of round buffers: geopandas' default resolution, as in the published recipe.
+QUAD_SEGS = 16
+
+
+@dataclass
+class Footprint:
+    """polygons: the published footprint (after union when the factor unions), a numpy array of Polygons.
+    parts: the polygons before the union (same covered area); use them to rasterise.
+    stats: counts and area (see `factor_footprint`)."""
+
+    polygons: np.ndarray
+    parts: np.ndarray
+    stats: dict = field(default_factory=dict)
+
+    def to_geodataframe(self) -> gpd.GeoDataFrame:
+        return gpd.GeoDataFrame(geometry=gpd.GeoSeries(self.polygons, crs=CRS), crs=CRS)
+
+
+# ------------------------------------------------------------------------------------------------
+# Selection
+# ------------------------------------------------------------------------------------------------
+def where_mask(frame: pd.DataFrame, where: Iterable[Where]) -> np.ndarray:
+    """Boolean mask of the rows matching every condition (AND).
+
+    `in`: the value is one of the listed values; a null never matches.
+    `not_in`: the value is not one of the listed values; a null DOES match (an attribute that is
+    unknown is not one of the excluded values). This is the published behaviour (pandas `~isin`):
+    e.g. a tree whose `genre` is null is still counted as a tree, not as a stump.
+    """
+    mask = np.ones(len(frame), dtype=bool)
+    for cond in where:
+        if cond.field not in frame.columns:
+            raise KeyError(
+                f"filter field {cond.field!r} is not a column of the features; "
+                f"columns: {sorted(map(str, frame.columns))}"
+            )
+        column = frame[cond.field]
+        hit = column.isin(cond.values).to_numpy(dtype=bool) & column.notna().to_numpy(dtype=bool)
+        mask &= ~hit if cond.negated else hit
+    return mask
+
+
+def select_features(gdf: gpd.GeoDataFrame, where: Sequence[Where]) -> gpd.GeoDataFrame:
+    """The features matching all `where` conditions (see `where_mask` for null handling)."""
+    if not where:
+        return gdf
+    return gdf[where_mask(gdf, where)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Radii
+# ------------------------------------------------------------------------------------------------
+def buffer_radii(values, buffer: ColumnBuffer) -> tuple[np.ndarray, dict]:
+    """Per-feature buffer radii in metres (float64) and counts.
+
+    radius = value x unit factor (circonference_cm 150 -> 1.5 m: the published rule uses the trunk
+    circumference in metres as the radius). Null, NaN, non-numeric or <= 0 -> `missing_m`, counted as
+    `missing_radius`; above `max_m` -> `max_m`, counted as `clamped_radius`. No feature is dropped.
+    """
+    numeric = pd.to_numeric(pd.Series(values, copy=False), errors="coerce").to_numpy(dtype=np.float64)
+    radii = numeric * buffer.to_metres
+    missing = np.isnan(radii) | (radii <= 0)
+    clamped = ~missing & (radii > buffer.max_m)
+    radii = np.where(missing, buffer.missing_m, np.where(clamped, buffer.max_m, radii))
+    return radii, {"missing_radius": int(missing.sum()), "clamped_radius": int(clamped.sum())}
+
+
+# ------------------------------------------------------------------------------------------------
+# Geometry helpers
+# ------------------------------------------------------------------------------------------------
+def polygonal_parts(geoms) -> np.ndarray:
+    """Explode to single Polygons: split MultiPolygons, take polygons out of collections, drop the rest."""
+    geoms = np.asarray(geoms, dtype=object)
+    if geoms.size == 0:
+        return np.empty(0, dtype=object)
+    geoms = geoms[~shapely.is_missing(geoms)]
+    # A collection may hold multipolygons or other collections: unpack level by level.
+    for _ in range(8):
+        types = shapely.get_type_id(geoms)
+        nested = (types == 4) | (types == 5) | (types == 6) | (types == 7)
+        if not nested.any():
+            break
+        geoms = np.concatenate([geoms[~nested], shapely.get_parts(geoms[nested])])
+    types = shapely.get_type_id(geoms)
+    polys = geoms[(types == 3) & ~shapely.is_empty(geoms)]
+    return polys
+
+
+def union_parts(parts: np.ndarray) -> np.ndarray:
+    """Union of polygons, returned as single Polygons (the published `unary_union` + explode).
+
+    Uses GEOS's disjoint-subset union: the input is split into groups whose members overlap each other
+    and each group is unioned on its own, so isolated polygons cost nothing. Same point set as
+    union_all of everything, measured 10-15x faster on buildings buffered 2 m, and as fast on connected
+    line networks (benchmarks/geo_kernels.py).
+    """
+    parts = np.asarray(parts, dtype=object)
+    if len(parts) <= 1:
+        return parts.copy()
+    return polygonal_parts([shapely.disjoint_subset_union_all(parts)])
+
+
+def factor_reach_m(factor: FactorDef) -> float:
+    """How far a feature's footprint can extend beyond the feature: buffer reach plus simplification."""
+    return factor.halo_m + (factor.simplify_m or 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# The footprint
+# ------------------------------------------------------------------------------------------------
+UNION_METHODS = ("overlay", "merge_lines")
+
+
+def factor_footprint(
+    gdf: gpd.GeoDataFrame,
+    factor: FactorDef,
+    bounds: Sequence[float] | None = None,
+    union: bool | None = None,
+    union_method: str = "overlay",
+) -> Footprint:
+    """Apply one catalogue factor to its (normalised, EPSG:2154, single-part) source features.
+
+    gdf: the features of all the factor's sources (`factor.sources`), concatenated. Pass the same frame
+      for every commune: its spatial index is built once and cached by geopandas.
+    bounds: (minx, miny, maxx, maxy); when given, only features within the factor's reach of it are used
+      (spatial index), so a commune window plus halo is cheap. The output is not clipped.
+    union: override the catalogue's `factor.union` (None = catalogue); `parts` are always returned.
+    union_method: "overlay" (default) unions the buffered features exactly as published (GEOS overlay,
+      disjoint subsets). "merge_lines", for line features with a fixed buffer and no simplification
+      only (otherwise "overlay" is used), buffers the merged lines once instead: the same point set
+      (dilation distributes over union) up to the polygonal approximation of round joins (measured
+      0.01 m² over 200 km of network, no coverage cell changed), about 20x faster on networks.
+
+    stats: features_in, features_selected (after filter and bounds), missing_radius, clamped_radius
+    (per-feature radii), dropped_no_area (selected features with no area after the buffer step, e.g. an
+    un-buffered point: the published recipe drops them silently), polygons_out, area_m2 (sum of the
+    published polygons' areas; overlaps count twice when the factor does not union).
+    """
+    if gdf.crs is not None and gdf.crs != CRS and gdf.crs.to_epsg() != 2154:
+        raise ValueError(f"factor {factor.slug!r}: features are in {gdf.crs}, expected {CRS}")
+    do_union = factor.union if union is None else union
+    if union_method not in UNION_METHODS:
+        raise ValueError(f"union_method must be one of {UNION_METHODS}, got {union_method!r}")
+    stats = {
+        "features_in": int(len(gdf)),
+        "features_selected": 0,
+        "missing_radius": 0,
+        "clamped_radius": 0,
+        "dropped_no_area": 0,
+        "polygons_out": 0,
+        "area_m2": 0.0,
+    }
+    selected = gdf
+    if bounds is not None and len(selected):
+        reach = factor_reach_m(factor)
+        minx, miny, maxx, maxy = bounds
+        box = shapely.box(minx - reach, miny - reach, maxx + reach, maxy + reach)
+        hits = selected.sindex.query(box, predicate="intersects")
+        selected = selected.iloc[np.sort(hits)]
+    selected = select_features(selected, factor.where)
+    stats["features_selected"] = int(len(selected))
+
+    geoms = selected.geometry.to_numpy(dtype=object) if len(selected) else np.empty(0, dtype=object)
+    if len(geoms):
+        keep = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+        geoms = geoms[keep]
+        selected = selected[keep]
+
+    merged_lines = None
+    if isinstance(factor.buffer, FixedBuffer) and len(geoms):
+        if do_union and union_method == "merge_lines" and not factor.simplify_m:
+            kinds = shapely.get_type_id(geoms)
+            if np.isin(kinds, (1, 5)).all():  # LineString, MultiLineString
+                lines = shapely.get_parts(geoms)
+                merged_lines = shapely.line_merge(shapely.multilinestrings(lines))
+        geoms = shapely.buffer(geoms, factor.buffer.distance_m, quad_segs=QUAD_SEGS)
+    elif isinstance(factor.buffer, ColumnBuffer) and len(geoms):
+        if factor.buffer.radius_from not in selected.columns:
+            raise KeyError(
+                f"factor {factor.slug!r}: buffer column {factor.buffer.radius_from!r} is not a column of the "
+                f"features; columns: {sorted(map(str, selected.columns))}"
+            )
+        radii, radius_stats = buffer_radii(selected[factor.buffer.radius_from], factor.buffer)
+        stats.update(radius_stats)
+        geoms = shapely.buffer(geoms, radii, quad_segs=QUAD_SEGS)
+
+    if len(geoms):
+        # Points and lines left un-buffered (or buffered by 0) have no area: count them, then drop.
+        has_area = shapely.area(geoms) > 0
+        stats["dropped_no_area"] = int((~has_area).sum())
+        geoms = geoms[has_area]
+
+    if factor.simplify_m and len(geoms):
+        geoms = shapely.simplify(geoms, factor.simplify_m, preserve_topology=True)
+
+    parts = polygonal_parts(geoms)
+    if not do_union:
+        polygons = parts
+    elif merged_lines is not None:
+        polygons = polygonal_parts([shapely.buffer(merged_lines, factor.buffer.distance_m, quad_segs=QUAD_SEGS)])
+    else:
+        polygons = union_parts(parts)
+    stats["polygons_out"] = int(len(polygons))
+    stats["area_m2"] = float(shapely.area(polygons).sum()) if len(polygons) else 0.0
+    return Footprint(polygons=polygons, parts=parts, stats=stats)

@@ -1,0 +1,90 @@
+"""Materialise the whole asset graph of a territory in one Dagster run, recorded in the instance.
+
+Used by `iarbre run` and the benchmarks. The run is a normal Dagster run (DAGSTER_HOME), so the UI shows
+it, its materialisations, checks and lineage afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class RunOutcome:
+    success: bool
+    run_id: str
+    materialised: dict[str, int] = field(default_factory=dict)
+    failed_steps: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    checks: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+def materialise_all(select: str | None = None, tags: dict | None = None) -> RunOutcome:
+    import dagster as dg
+
+    from .definitions import defs, platform
+
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_implicit_global_asset_job_def()
+    codes = platform.commune_codes
+    run_tags = {
+        "dagster/asset_partition_range_start": codes[0],
+        "dagster/asset_partition_range_end": codes[-1],
+        "iarbre/territory": platform.territory.name,
+        **(tags or {}),
+    }
+    selection = None
+    if select:
+        selection = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+    result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False,
+                                    asset_selection=list(selection) if selection else None)
+    outcome = RunOutcome(success=result.success, run_id=result.run_id)
+    for event in result.get_asset_materialization_events():
+        top = event.asset_key.path[0]
+        outcome.materialised[top] = outcome.materialised.get(top, 0) + 1
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            outcome.failed_steps.append(event.step_key)
+            info = event.step_failure_data.error
+            message = info.message.strip() if info else ""
+            user = event.step_failure_data.user_failure_data
+            if user and user.description:
+                message = user.description
+            outcome.failures.append(f"{event.step_key}: {message.splitlines()[0] if message else 'failed'}")
+    for evaluation in result.get_asset_check_evaluations():
+        key = evaluation.asset_key.path[0]
+        passed, total = outcome.checks.get(key, (0, 0))
+        outcome.checks[key] = (passed + int(evaluation.passed), total + 1)
+    return outcome
+
+
+def print_run_summary(outcome: RunOutcome, elapsed: float) -> None:
+    from .paths import Layout
+
+    layout = Layout.from_env()
+    status = "succeeded" if outcome.success else "FAILED"
+    print(f"\nrun {outcome.run_id} {status} in {elapsed:.1f} s")
+    print("materialisations: " + ", ".join(f"{k} {v}" for k, v in sorted(outcome.materialised.items())))
+    checks = ", ".join(f"{k} {p}/{t}" for k, (p, t) in sorted(outcome.checks.items()))
+    print(f"checks passed: {checks}")
+    for failure in outcome.failures:
+        print(f"  failed: {failure}")
+    outputs = [
+        ("score (COG)", layout.score / "plantability_score.tif"),
+        ("classes (COG)", layout.score / "plantability_class.tif"),
+        ("class polygons (GeoPackage)", layout.exports / "plantability_classes.gpkg"),
+        ("tiles (GeoParquet)", layout.exports / "tiles.parquet"),
+        ("preview (PNG)", layout.exports / "plantability_class_preview.png"),
+        ("warehouse (DuckDB: tiles, marts)", layout.warehouse),
+        ("raw store", layout.raw),
+    ]
+    print("\noutputs:")
+    for label, path in outputs:
+        mark = "" if Path(path).exists() else "  (missing)"
+        print(f"  {label:34s} {path}{mark}")
+    home = os.environ.get("IARBRE_HOME", "")
+    print("\nDagster UI (lineage, checks, versions of this run):")
+    print(f"  IARBRE_HOME={home} .venv/bin/iarbre ui      then open http://127.0.0.1:3000")
+    print("Commune summary:  .venv/bin/iarbre report --commune <INSEE code>")

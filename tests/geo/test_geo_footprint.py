@@ -1,0 +1,205 @@
+"""Factor footprints: filters, buffers (fixed and per-feature radius), simplify, union, stats."""
+
+from __future__ import annotations
+
+import math
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import shapely
+
+from iarbre_assets.catalog.models import ColumnBuffer, Where
+from iarbre_assets.geo.footprint import (
+    QUAD_SEGS,
+    buffer_radii,
+    factor_footprint,
+    polygonal_parts,
+    select_features,
+    union_parts,
+)
+
+from geo_helpers import X0, Y0
+
+
+def _trees():
+    genres = ["Platanus", None, "Acer", "Acer", "Souche", "Emplacement libre", "Tilia"]
+    circ = [150.0, 0.0, np.nan, 2500.0, 100.0, 80.0, -3.0]
+    points = [shapely.Point(X0 + 100 * i, Y0) for i in range(len(genres))]
+    return gpd.GeoDataFrame({"genre": genres, "circonference_cm": circ}, geometry=points, crs="EPSG:2154")
+
+
+def test_in_filter_never_matches_nulls_and_not_in_keeps_them():
+    trees = _trees()
+    stumps = select_features(trees, [Where.model_validate({"field": "genre", "in": ["Souche", "Emplacement libre"]})])
+    assert stumps["genre"].tolist() == ["Souche", "Emplacement libre"]
+    not_stumps = Where.model_validate({"field": "genre", "not_in": ["Souche", "Emplacement libre"]})
+    others = select_features(trees, [not_stumps])
+    # the null genre is kept by not_in (published pandas ~isin behaviour, docs/decisions.md)
+    assert others.index.tolist() == [0, 1, 2, 3, 6]
+    assert others["genre"].isna().tolist() == [False, True, False, False, False]
+    # conditions are ANDed
+    both = select_features(
+        trees,
+        [
+            Where.model_validate({"field": "genre", "not_in": ["Souche"]}),
+            Where.model_validate({"field": "genre", "in": ["Acer", "Tilia"]}),
+        ],
+    )
+    assert both["genre"].tolist() == ["Acer", "Acer", "Tilia"]
+    with pytest.raises(KeyError, match="'espece' is not a column"):
+        select_features(trees, [Where.model_validate({"field": "espece", "in": ["x"]})])
+
+
+def test_buffer_radii_missing_and_clamped_are_counted_not_dropped():
+    spec = ColumnBuffer(radius_from="circonference_cm", unit="cm", missing_m=1.0, max_m=10.0)
+    radii, stats = buffer_radii([150, None, np.nan, 0, -3, 2500, 999.0, "abc"], spec)
+    # 150 cm -> 1.5 m (circumference in metres used as a radius); null/NaN/0/negative/non-numeric -> 1 m
+    assert radii.tolist() == [1.5, 1.0, 1.0, 1.0, 1.0, 10.0, 9.99, 1.0]
+    assert stats == {"missing_radius": 5, "clamped_radius": 1}
+    metres = ColumnBuffer(radius_from="r", unit="m", missing_m=0.5, max_m=4.0)
+    assert buffer_radii(np.array([3.0, 5.0]), metres)[0].tolist() == [3.0, 4.0]
+
+
+def test_tree_footprint_uses_circumference_as_radius(catalogue):
+    arbres = catalogue.factor("arbres")
+    fp = factor_footprint(_trees(), arbres)
+    assert fp.stats == {
+        "features_in": 7,
+        "features_selected": 5,  # stumps and free spots excluded, the null genre kept
+        "missing_radius": 3,  # 0 cm, NaN, -3 cm
+        "clamped_radius": 1,  # 2500 cm -> 25 m > 10 m
+        "dropped_no_area": 0,
+        "polygons_out": 5,
+        "area_m2": pytest.approx(fp.stats["area_m2"]),
+    }
+    areas = sorted(shapely.area(fp.polygons))
+    # 3 trees of 1 m, one of 1.5 m, one clamped to 10 m; 64-gon areas are within 0.2 % of the circle's
+    for area, radius in zip(areas, [1.0, 1.0, 1.0, 1.5, 10.0]):
+        assert area == pytest.approx(math.pi * radius**2, rel=2e-3)
+        assert area == pytest.approx(shapely.Point(0, 0).buffer(radius, quad_segs=QUAD_SEGS).area, rel=1e-9)
+    assert fp.stats["area_m2"] == pytest.approx(sum(areas))
+
+
+def test_stumps_footprint_fixed_buffer_without_union(catalogue):
+    fp = factor_footprint(_trees(), catalogue.factor("souches_emplacements_libres"))
+    assert fp.stats["features_selected"] == 2
+    assert len(fp.polygons) == 2 and len(fp.parts) == 2
+    assert shapely.area(fp.polygons) == pytest.approx([math.pi] * 2, rel=2e-3)
+
+
+def test_union_merges_overlaps_and_keeps_the_parts(catalogue):
+    # two overlapping buildings and one far away, 2 m facade buffer with union
+    buildings = gpd.GeoDataFrame(
+        geometry=[
+            shapely.box(X0, Y0, X0 + 10, Y0 + 10),
+            shapely.box(X0 + 12, Y0, X0 + 20, Y0 + 10),  # 2 m gap: buffers overlap
+            shapely.box(X0 + 100, Y0, X0 + 110, Y0 + 10),
+        ],
+        crs="EPSG:2154",
+    )
+    fp = factor_footprint(buildings, catalogue.factor("proximite_facade"))
+    assert len(fp.parts) == 3
+    assert fp.stats["polygons_out"] == 2
+    union = shapely.union_all(fp.parts)
+    assert shapely.equals(shapely.union_all(fp.polygons), union)
+    assert fp.stats["area_m2"] == pytest.approx(union.area)
+    no_union = factor_footprint(buildings, catalogue.factor("proximite_facade"), union=False)
+    assert no_union.stats["polygons_out"] == 3
+
+
+def test_union_parts_equals_union_all_on_random_overlaps():
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0, 500, 400), rng.uniform(0, 500, 400)
+    parts = shapely.buffer(shapely.box(x, y, x + rng.uniform(2, 20, 400), y + rng.uniform(2, 20, 400)), 2)
+    merged = union_parts(parts)
+    reference = shapely.union_all(parts)
+    assert shapely.get_type_id(merged).tolist() == [3] * len(merged)
+    # same point set, up to the floating-point noise of GEOS overlays (different union order)
+    assert shapely.symmetric_difference(shapely.union_all(merged), reference).area < 1e-6
+    # the result has no overlaps: areas add up to the union's area
+    assert shapely.area(merged).sum() == pytest.approx(reference.area, rel=1e-9)
+    assert len(merged) == len(polygonal_parts([reference]))
+
+
+def test_merge_lines_union_is_the_same_set_and_the_same_coverage(catalogue):
+    from iarbre_assets.geo.coverage import coverage_percent
+    from iarbre_assets.geo.grid import window_for_bounds
+
+    rng = np.random.default_rng(8)
+    # a network in short pieces (shared end points), with a crossing and an overlapping duplicate
+    pieces = []
+    for row in range(5):
+        xs = X0 + np.arange(0, 200, 20.0)
+        ys = Y0 + row * 37.3 + rng.normal(0, 1.5, len(xs))
+        pieces += [shapely.LineString([(xs[i], ys[i]), (xs[i + 1], ys[i + 1])]) for i in range(len(xs) - 1)]
+    pieces += [shapely.LineString([(X0 + 50.3, Y0 - 10), (X0 + 61.7, Y0 + 170)]), pieces[3]]
+    lines = gpd.GeoDataFrame(geometry=pieces, crs="EPSG:2154")
+    gaz = catalogue.factor("reseau_gaz")
+    overlay = factor_footprint(lines, gaz)
+    merged = factor_footprint(lines, gaz, union_method="merge_lines")
+    a, b = shapely.union_all(overlay.polygons), shapely.union_all(merged.polygons)
+    assert len(merged.polygons) == len(overlay.polygons) == 1
+    assert shapely.symmetric_difference(a, b).area < 1e-4 * a.area
+    window = window_for_bounds(a.bounds)
+    assert np.array_equal(coverage_percent(merged.polygons, window), coverage_percent(overlay.parts, window))
+    # not applicable (points): falls back to the overlay union
+    trees = factor_footprint(_trees(), catalogue.factor("arbres"), union_method="merge_lines")
+    assert trees.stats["polygons_out"] == 5
+    with pytest.raises(ValueError, match="union_method"):
+        factor_footprint(lines, gaz, union_method="fast")
+
+
+def test_polygonal_parts_explodes_and_drops_non_polygons():
+    poly = shapely.box(0, 0, 1, 1)
+    mixed = shapely.GeometryCollection([poly, shapely.Point(5, 5), shapely.LineString([(0, 0), (1, 1)]),
+                                        shapely.MultiPolygon([shapely.box(2, 2, 3, 3), shapely.box(4, 4, 5, 5)])])
+    parts = polygonal_parts([mixed, None, shapely.Polygon(), shapely.MultiPolygon([poly, shapely.box(7, 7, 8, 8)])])
+    assert len(parts) == 5
+    assert shapely.get_type_id(parts).tolist() == [3] * 5
+
+
+def test_unbuffered_points_are_counted_when_dropped(catalogue):
+    points = gpd.GeoDataFrame(geometry=[shapely.Point(X0, Y0), shapely.box(X0, Y0, X0 + 5, Y0 + 5)], crs="EPSG:2154")
+    fp = factor_footprint(points, catalogue.factor("parkings"))
+    assert fp.stats["dropped_no_area"] == 1
+    assert fp.stats["polygons_out"] == 1
+
+
+def test_bounds_select_features_within_the_factor_reach(catalogue):
+    gaz = catalogue.factor("reseau_gaz")  # 2 m buffer
+    bounds = (X0, Y0, X0 + 100, Y0 + 100)
+    lines = gpd.GeoDataFrame(
+        {"name": ["inside", "1.9 m east", "2.1 m east", "far"]},
+        geometry=[
+            shapely.LineString([(X0 + 10, Y0 + 10), (X0 + 90, Y0 + 10)]),
+            shapely.LineString([(X0 + 101.9, Y0), (X0 + 101.9, Y0 + 100)]),
+            shapely.LineString([(X0 + 102.1, Y0), (X0 + 102.1, Y0 + 100)]),
+            shapely.LineString([(X0 + 500, Y0), (X0 + 600, Y0)]),
+        ],
+        crs="EPSG:2154",
+    )
+    fp = factor_footprint(lines, gaz, bounds=bounds)
+    assert fp.stats["features_in"] == 4
+    assert fp.stats["features_selected"] == 2  # the line 1.9 m away still reaches into the window
+    assert fp.stats["polygons_out"] == 2
+    assert factor_footprint(lines, gaz).stats["features_selected"] == 4
+
+
+def test_simplify_is_applied_before_union(catalogue):
+    strate = catalogue.factor("strate_arboree")  # simplify 3 m, no union
+    # a square with a 0.5 m bump on one side: simplification at 3 m removes the bump
+    bumpy = shapely.Polygon([(X0, Y0), (X0 + 20, Y0), (X0 + 20, Y0 + 10), (X0 + 20.5, Y0 + 10.5),
+                             (X0 + 20, Y0 + 11), (X0 + 20, Y0 + 20), (X0, Y0 + 20)])
+    eva = gpd.GeoDataFrame(
+        {"gl_2015": [11, 12]}, geometry=[bumpy, shapely.box(X0, Y0, X0 + 1, Y0 + 1)], crs="EPSG:2154"
+    )
+    fp = factor_footprint(eva, strate)
+    assert fp.stats["features_selected"] == 1
+    assert shapely.equals(fp.polygons[0], shapely.box(X0, Y0, X0 + 20, Y0 + 20))
+
+
+def test_footprint_refuses_another_crs(catalogue):
+    gdf = gpd.GeoDataFrame(geometry=[shapely.Point(1_842_000, 5_175_000)], crs="EPSG:3946")
+    with pytest.raises(ValueError, match="EPSG:3946.*expected EPSG:2154"):
+        factor_footprint(gdf, catalogue.factor("reseau_gaz"))
