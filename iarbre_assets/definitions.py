@@ -47,6 +47,8 @@ def build_definitions(return_platform: bool = False):
     ]
     defs = dg.Definitions(
         assets=assets,
+        jobs=[dg.define_asset_job("materialise_all", selection=dg.AssetSelection.all(),
+                                  description="Every asset of the territory, all communes, in one run.")],
         sensors=build_sensors(platform),
         resources={"dbt": dbt_resource()},
         executor=_executor(),
@@ -55,3 +57,8 @@ def build_definitions(return_platform: bool = False):
 
 
 defs, platform = build_definitions(return_platform=True)
+
+
+def all_assets_job():
+    """The whole graph as a job, as a module-level target for out-of-process (multiprocess) execution."""
+    return defs.resolve_job_def("materialise_all")

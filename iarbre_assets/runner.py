@@ -22,6 +22,9 @@ class RunOutcome:
 
 
 def materialise_all(select: str | None = None, tags: dict | None = None) -> RunOutcome:
+    from .compute.pool import prestart
+
+    prestart()  # workers import the geo stack and GX while this process loads Dagster and the definitions
     import dagster as dg
 
     from .definitions import defs, platform
@@ -38,7 +41,9 @@ def materialise_all(select: str | None = None, tags: dict | None = None) -> RunO
     selection = None
     if select:
         selection = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
-    result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False,
+    # Dagster's step-by-step DEBUG lines go to the run's event log (see the UI); the console gets warnings.
+    run_config = {"loggers": {"console": {"config": {"log_level": os.environ.get("IARBRE_LOG_LEVEL", "WARNING")}}}}
+    result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False, run_config=run_config,
                                     asset_selection=list(selection) if selection else None)
     outcome = RunOutcome(success=result.success, run_id=result.run_id)
     for event in result.get_asset_materialization_events():
@@ -48,6 +53,8 @@ def materialise_all(select: str | None = None, tags: dict | None = None) -> RunO
         if event.event_type_value == "STEP_FAILURE":
             outcome.failed_steps.append(event.step_key)
             info = event.step_failure_data.error
+            while info is not None and info.cause is not None:  # the user's exception, not Dagster's wrapper
+                info = info.cause
             message = info.message.strip() if info else ""
             user = event.step_failure_data.user_failure_data
             if user and user.description:

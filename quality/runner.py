@@ -179,20 +179,27 @@ def _outcome(check: Check, success: bool, observed: str, expectation: str) -> Ex
 # Great Expectations
 # ----------------------------------------------------------------------------------------------
 _LOCK = threading.Lock()
+_INIT_LOCK = threading.Lock()
 _STATE: dict[str, Any] = {}
+
+
+def warm_up() -> None:
+    """Import GX and build its context ahead of the first suite (a few seconds, paid once per process)."""
+    _gx_state()
 
 
 def _gx_state() -> dict[str, Any]:
     """The process's GX module, ephemeral context and pandas datasource (created on first use)."""
-    if _STATE.get("pid") != os.getpid():
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+    with _INIT_LOCK:  # the warm-up thread and the first suite may race
+        if _STATE.get("pid") != os.getpid():
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        _STATE.clear()
-        _STATE.update(pid=os.getpid(), gx=gx, context=context,
-                      datasource=context.data_sources.add_pandas("iarbre_quality"))
+            context = gx.get_context(mode="ephemeral")
+            context.variables.progress_bars = ProgressBarsConfig(globally=False)
+            _STATE.clear()
+            _STATE.update(pid=os.getpid(), gx=gx, context=context,
+                          datasource=context.data_sources.add_pandas("iarbre_quality"))
     return _STATE
 
 

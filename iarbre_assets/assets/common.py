@@ -25,10 +25,33 @@ GROUP_EXPORTS = "exports"
 STEWARDS = "team:data-stewards"
 WAREHOUSE_POOL = "warehouse"
 
-# Recompute when an upstream changed, once its blocking checks passed, or when our code/catalogue changed.
-EAGER = (
-    dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-) | (dg.AutomationCondition.code_version_changed() & ~dg.AutomationCondition.in_progress())
+AC = dg.AutomationCondition
+_GUARDS = ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress()
+_CODE_CHANGED = AC.code_version_changed() & ~AC.in_progress()
+
+
+def _eager_with(trigger: dg.AutomationCondition) -> dg.AutomationCondition:
+    """Dagster's eager() with a chosen trigger, and only once upstream blocking checks passed."""
+    return (
+        AC.in_latest_time_window()
+        & (AC.newly_missing() | trigger).since_last_handled()
+        & _GUARDS
+        & AC.all_deps_blocking_checks_passed()
+    )
+
+
+# Recompute when an upstream was updated (and passed its blocking checks), or our code/catalogue changed.
+EAGER = (_eager_with(AC.any_deps_updated()) | _CODE_CHANGED).with_label("eager")
+# Normalise only when the raw bytes changed: an unchanged re-fetch has the same data version.
+ON_NEW_DATA = (_eager_with(AC.any_deps_match(AC.data_version_changed())) | _CODE_CHANGED).with_label(
+    "when upstream data version changed")
+
+
+def eager_per_commune(ignored: list[dg.AssetKey]) -> dg.AutomationCondition:
+    """Footprints: the unpartitioned sources order the run but do not trigger it; the per-commune
+    `source_by_commune` reports do, so only the communes whose data changed are recomputed."""
+    trigger = AC.any_deps_updated().ignore(dg.AssetSelection.assets(*ignored))
+    return (_eager_with(trigger) | _CODE_CHANGED).with_label("eager, only for communes whose data changed")
 
 
 def raw_key(source: str) -> dg.AssetKey:

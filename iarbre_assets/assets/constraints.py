@@ -4,10 +4,12 @@ footprint/<factor>  filter -> buffer -> union -> polygons, per commune window (+
                     from the accepted versions of the factor's sources.
 coverage/<factor>   5 m percent coverage on the territory grid (uint8 GeoTIFF per commune; 255 outside).
 
-Every step handles all the communes of its run in one go (single-run backfills), spread over the worker
-pool, and records per-commune provenance next to the files (see compute/constraints.py).
+Each factor has its own two assets (code version, automation, checks). One subsettable op computes the
+selected ones for the selected communes, spreading (factor, commune) tasks over the worker pool, and
+records per-commune provenance next to the files (see compute/constraints.py).
 """
 
+from collections import defaultdict
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -15,13 +17,13 @@ from dagster import AssetExecutionContext
 from ..catalog import FactorDef
 from ..compute.constraints import (
     CommuneLayer,
+    ConstraintTask,
     CoverageTask,
     FootprintTask,
     SourceInput,
     coverage_paths,
     footprint_paths,
-    run_coverage,
-    run_footprint,
+    run_constraint,
     union_method_for,
 )
 from ..compute.pool import map_tasks
@@ -34,6 +36,7 @@ from .common import (
     by_commune_key,
     communes_partitions,
     coverage_key,
+    eager_per_commune,
     footprint_key,
     source_key,
     stable_hash,
@@ -58,19 +61,16 @@ def communes_layer(platform: Platform) -> CommuneLayer:
     current = SourceVersions(platform.layout, "communes").current()
     if current is None:
         raise dg.Failure(description="source/communes has no accepted version yet: materialise it first")
-    return CommuneLayer(path=str(current.data_path(platform.layout)), codes=tuple(platform.commune_codes))
-
-
-def _window_size(task) -> float:
-    return task.window.width * task.window.height
+    return CommuneLayer(path=str(current.data_path(platform.layout)), codes=tuple(platform.commune_codes),
+                        code_field=platform.territory.communes.code_field)
 
 
 def _table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows[:80]:
+    for row in rows[:12]:
         lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
-    if len(rows) > 80:
-        lines.append(f"| … {len(rows) - 80} more | " + " | " * (len(columns) - 1))
+    if len(rows) > 12:
+        lines.append(f"| … {len(rows) - 12} more |" + " |" * (len(columns) - 1))
     return dg.MetadataValue.md("\n".join(lines))
 
 
@@ -79,81 +79,36 @@ def factor_code_version(factor: FactorDef) -> str:
     return "fp1-" + stable_hash(factor.model_dump(mode="json", by_alias=True, exclude={"weight", "label", "meta"}))
 
 
-def build_footprint_asset(platform: Platform, factor: FactorDef) -> dg.AssetsDefinition:
-    key = footprint_key(factor.slug)
-    source_defs = [platform.sources[s] for s in factor.sources]
-    code_version = factor_code_version(factor)
-    description = (
-        f"Footprint of « {factor.label} » (weight {factor.weight:+g}{', blocking' if factor.blocking else ''}"
-        f"{', display only' if factor.display_only else ''}): features of {', '.join(factor.sources)} "
-        f"filtered, buffered and united as the catalogue says, per commune window."
-    )
-
-    @dg.asset(
-        key=key,
-        deps=[by_commune_key(s) for s in factor.sources] + [source_key("communes")],
+def _footprint_spec(platform: Platform, factor: FactorDef) -> dg.AssetSpec:
+    # the sources order the run (their accepted version is read); only the per-commune reports trigger it
+    ordering = [source_key(s) for s in factor.sources] + [source_key("communes")]
+    return dg.AssetSpec(
+        key=footprint_key(factor.slug),
+        deps=[by_commune_key(s) for s in factor.sources] + ordering,
         partitions_def=communes_partitions(platform.commune_codes),
-        backfill_policy=SINGLE_RUN,
         group_name=GROUP_CONSTRAINTS,
         owners=[STEWARDS],
         tags={"factor": factor.slug, "meta": factor.meta or "none"},
         kinds={"geopandas", "parquet"},
-        description=description,
-        code_version=code_version,
-        automation_condition=EAGER,
-        metadata={"catalogue_entry": dg.MetadataValue.json(factor.model_dump(mode="json", by_alias=True,
-                                                                             exclude_none=True))},
+        description=(
+            f"Footprint of « {factor.label} » (weight {factor.weight:+g}{', blocking' if factor.blocking else ''}"
+            f"{', display only' if factor.display_only else ''}): features of {', '.join(factor.sources)} "
+            f"filtered, buffered and united as the catalogue says, per commune window."
+        ),
+        code_version=factor_code_version(factor),
+        automation_condition=eager_per_commune(ordering),
+        metadata={"catalogue_entry": dg.MetadataValue.json(
+            factor.model_dump(mode="json", by_alias=True, exclude_none=True))},
+        skippable=True,
     )
-    def _footprint(context: AssetExecutionContext) -> dg.MaterializeResult:
-        inputs = accepted_inputs(platform, factor.sources)
-        out_dir = str(platform.layout.constraint_dir(factor.slug))
-        union_method = union_method_for(factor, source_defs[0].geometry)
-        tasks = [
-            FootprintTask(factor=factor, commune=code, window=platform.windows[code], sources=inputs,
-                          out_dir=out_dir, union_method=union_method, code_version=code_version)
-            for code in context.partition_keys
-        ]
-        records = map_tasks(run_footprint, tasks, largest_first=_window_size)
-        rows = [{"commune": r["commune"], "selected": r["stats"]["features_selected"],
-                 "polygons": r["stats"]["polygons_out"], "area_m2": round(r["stats"]["area_m2"], 1),
-                 "missing_radius": r["stats"].get("missing_radius", 0),
-                 "clamped_radius": r["stats"].get("clamped_radius", 0),
-                 "sha256": r["sha256"][:12]} for r in records]
-        return dg.MaterializeResult(
-            metadata={
-                "communes": len(records),
-                "per_commune": _table(rows, list(rows[0]) if rows else ["commune"]),
-                "polygons": sum(r["stats"]["polygons_out"] for r in records),
-                "area_m2": round(sum(r["stats"]["area_m2"] for r in records), 1),
-                "missing_radius": sum(r["stats"].get("missing_radius", 0) for r in records),
-                "clamped_radius": sum(r["stats"].get("clamped_radius", 0) for r in records),
-                "union_method": union_method,
-                "sources": dg.MetadataValue.json([
-                    {"source": i.slug, "version": i.version, "raw_sha256": i.raw_sha256,
-                     "normalised_sha256": i.normalised_sha256, "partner": i.partner, "origin": i.origin}
-                    for i in inputs]),
-                "dagster/uri": dg.MetadataValue.path(out_dir),
-            }
-        )
-
-    return _footprint
 
 
-def build_coverage_asset(platform: Platform, factor: FactorDef) -> dg.AssetsDefinition:
-    key = coverage_key(factor.slug)
-    checks = [
-        dg.AssetCheckSpec("values_in_range", asset=key, blocking=True,
-                          description="Coverage is 0..100 and a multiple of 4 inside the commune, 255 outside."),
-        dg.AssetCheckSpec("footprint_is_covered", asset=key, blocking=True,
-                          description="A non-empty footprint gives a non-zero coverage somewhere."),
-    ]
+def _coverage_spec(platform: Platform, factor: FactorDef) -> dg.AssetSpec:
     grid = platform.territory.grid
-
-    @dg.asset(
-        key=key,
+    return dg.AssetSpec(
+        key=coverage_key(factor.slug),
         deps=[footprint_key(factor.slug)],
         partitions_def=communes_partitions(platform.commune_codes),
-        backfill_policy=SINGLE_RUN,
         group_name=GROUP_CONSTRAINTS,
         owners=[STEWARDS],
         tags={"factor": factor.slug, "meta": factor.meta or "none"},
@@ -162,52 +117,136 @@ def build_coverage_asset(platform: Platform, factor: FactorDef) -> dg.AssetsDefi
                      f"its {grid.subpixel_m:g} m sub-pixel centres inside the footprint (0, 4, …, 100)."),
         code_version="cov1",
         automation_condition=EAGER,
-        check_specs=checks,
+        skippable=True,
     )
-    def _coverage(context: AssetExecutionContext) -> dg.MaterializeResult:
-        out_dir = str(platform.layout.constraint_dir(factor.slug))
-        layer = communes_layer(platform)
-        tasks = [
-            CoverageTask(factor=factor.slug, commune=code, window=platform.windows[code],
-                         footprint_path=str(footprint_paths(out_dir, code)[0]), communes=layer, out_dir=out_dir,
-                         subpixel_m=grid.subpixel_m)
-            for code in context.partition_keys
-        ]
-        records = map_tasks(run_coverage, tasks, largest_first=_window_size)
-        bad_values = [r["commune"] for r in records if not (r["values_ok"] and r["outside_is_nodata"])]
-        footprint_area = sum(r["footprint_in_commune"] for r in records)
-        covered = sum(r["covered_cells"] for r in records)
-        # A footprint of at least a whole cell inside the windows must cover some sub-pixel centre.
-        covered_ok = covered > 0 or footprint_area < grid.cell_size_m ** 2
-        rows = [{"commune": r["commune"], "cells": r["cells"], "covered_cells": r["covered_cells"],
-                 "covered_area_m2": round(r["covered_area_m2"], 1), "max": r["max"],
-                 "sha256": r["coverage_sha256"][:12]} for r in records]
-        table = _table(rows, list(rows[0]) if rows else ["commune"])
-        return dg.MaterializeResult(
-            metadata={
-                "communes": len(records),
-                "per_commune": table,
-                "covered_cells": covered,
-                "covered_area_m2": round(sum(r["covered_area_m2"] for r in records), 1),
-                "dagster/uri": dg.MetadataValue.path(out_dir),
-                "files": dg.MetadataValue.json([str(coverage_paths(out_dir, r["commune"])[0]) for r in records[:5]]),
-            },
-            check_results=[
-                dg.AssetCheckResult(check_name="values_in_range", passed=not bad_values,
-                                    metadata={"communes_failing": dg.MetadataValue.json(bad_values)}),
-                dg.AssetCheckResult(check_name="footprint_is_covered", passed=covered_ok,
-                                    metadata={"footprint_area_in_windows_m2": footprint_area,
-                                              "covered_cells": covered}),
-            ],
-        )
 
-    return _coverage
+
+def _coverage_checks(factor: FactorDef) -> list[dg.AssetCheckSpec]:
+    key = coverage_key(factor.slug)
+    return [
+        dg.AssetCheckSpec("values_in_range", asset=key, blocking=True,
+                          description="Coverage is 0..100 and a multiple of 4 inside the commune, 255 outside."),
+        dg.AssetCheckSpec("footprint_is_covered", asset=key, blocking=True,
+                          description="A non-empty footprint gives a non-zero coverage somewhere."),
+    ]
+
+
+def build_constraint_assets(platform: Platform) -> dg.AssetsDefinition:
+    specs, checks = [], []
+    for factor in platform.factors:
+        specs.append(_footprint_spec(platform, factor))
+        if not factor.display_only:
+            specs.append(_coverage_spec(platform, factor))
+            checks += _coverage_checks(factor)
+
+    @dg.multi_asset(
+        name="constraints",
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
+        backfill_policy=SINGLE_RUN,
+        description="Footprints and coverages of the selected factors for the selected communes.",
+    )
+    def _constraints(context: AssetExecutionContext):
+        selected = context.selected_asset_keys
+        factor_rank = {f.slug: i for i, f in enumerate(platform.factors)}
+        layer = communes_layer(platform)
+        grid = platform.territory.grid
+        tasks, inputs_by_factor = [], {}
+        for factor in platform.factors:
+            do_fp = footprint_key(factor.slug) in selected
+            do_cov = coverage_key(factor.slug) in selected and not factor.display_only
+            if not (do_fp or do_cov):
+                continue
+            out_dir = str(platform.layout.constraint_dir(factor.slug))
+            if do_fp:
+                inputs_by_factor[factor.slug] = accepted_inputs(platform, factor.sources)
+            union_method = union_method_for(factor, platform.sources[factor.source].geometry)
+            for code in context.partition_keys:
+                window = platform.windows[code]
+                fp = FootprintTask(factor=factor, commune=code, window=window, sources=inputs_by_factor[factor.slug],
+                                   out_dir=out_dir, union_method=union_method,
+                                   code_version=factor_code_version(factor)) if do_fp else None
+                cov = CoverageTask(factor=factor.slug, commune=code, window=window,
+                                   footprint_path=str(footprint_paths(out_dir, code)[0]), communes=layer,
+                                   out_dir=out_dir, subpixel_m=grid.subpixel_m) if do_cov else None
+                tasks.append(ConstraintTask(footprint=fp, coverage=cov))
+        # grouped by factor (workers keep the last sources read), the biggest communes first within a factor
+        tasks.sort(key=lambda t: -t.size)
+        tasks.sort(key=lambda t: factor_rank[(t.footprint or t.coverage).factor_slug])
+        results = map_tasks(run_constraint, tasks, size=lambda t: t.size, keep_order=True)
+        by_factor: dict[str, dict[str, list]] = defaultdict(lambda: {"footprint": [], "coverage": []})
+        for task, result in zip(tasks, results):
+            slug = (task.footprint or task.coverage).factor_slug
+            for kind, record in result.items():
+                by_factor[slug][kind].append(record)
+        for factor in platform.factors:
+            records = by_factor.get(factor.slug)
+            if records is None:
+                continue
+            if records["footprint"]:
+                yield _footprint_result(platform, factor, records["footprint"], inputs_by_factor[factor.slug])
+            if records["coverage"]:
+                yield _coverage_result(platform, factor, records["coverage"])
+
+    return _constraints
+
+
+def _footprint_result(platform: Platform, factor: FactorDef, records: list[dict], inputs: list[SourceInput]):
+    rows = [{"commune": r["commune"], "selected": r["stats"]["features_selected"],
+             "polygons": r["stats"]["polygons_out"], "area_m2": round(r["stats"]["area_m2"], 1),
+             "missing_radius": r["stats"].get("missing_radius", 0),
+             "clamped_radius": r["stats"].get("clamped_radius", 0),
+             "sha256": r["sha256"][:12]} for r in records]
+    return dg.MaterializeResult(
+        asset_key=footprint_key(factor.slug),
+        metadata={
+            "communes": len(records),
+            "per_commune": _table(rows, list(rows[0])),
+            "polygons": sum(r["stats"]["polygons_out"] for r in records),
+            "area_m2": round(sum(r["stats"]["area_m2"] for r in records), 1),
+            "missing_radius": sum(r["stats"].get("missing_radius", 0) for r in records),
+            "clamped_radius": sum(r["stats"].get("clamped_radius", 0) for r in records),
+            "union_method": records[0]["union_method"],
+            "sources": dg.MetadataValue.json([
+                {"source": i.slug, "version": i.version, "raw_sha256": i.raw_sha256,
+                 "normalised_sha256": i.normalised_sha256, "partner": i.partner, "origin": i.origin}
+                for i in inputs]),
+            "dagster/uri": dg.MetadataValue.path(str(platform.layout.constraint_dir(factor.slug))),
+        },
+    )
+
+
+def _coverage_result(platform: Platform, factor: FactorDef, records: list[dict]):
+    grid = platform.territory.grid
+    key = coverage_key(factor.slug)
+    out_dir = str(platform.layout.constraint_dir(factor.slug))
+    bad_values = [r["commune"] for r in records if not (r["values_ok"] and r["outside_is_nodata"])]
+    footprint_area = sum(r["footprint_in_commune"] for r in records)
+    covered = sum(r["covered_cells"] for r in records)
+    # A footprint of at least a whole cell inside the windows must cover some sub-pixel centre.
+    covered_ok = covered > 0 or footprint_area < grid.cell_size_m ** 2
+    rows = [{"commune": r["commune"], "cells": r["cells"], "covered_cells": r["covered_cells"],
+             "covered_area_m2": round(r["covered_area_m2"], 1), "max": r["max"],
+             "sha256": r["coverage_sha256"][:12]} for r in records]
+    return dg.MaterializeResult(
+        asset_key=key,
+        metadata={
+            "communes": len(records),
+            "per_commune": _table(rows, list(rows[0])),
+            "covered_cells": covered,
+            "covered_area_m2": round(sum(r["covered_area_m2"] for r in records), 1),
+            "dagster/uri": dg.MetadataValue.path(out_dir),
+            "example_file": dg.MetadataValue.path(str(coverage_paths(out_dir, records[0]["commune"])[0])),
+        },
+        check_results=[
+            dg.AssetCheckResult(asset_key=key, check_name="values_in_range", passed=not bad_values,
+                                metadata={"communes_failing": dg.MetadataValue.json(bad_values)}),
+            dg.AssetCheckResult(asset_key=key, check_name="footprint_is_covered", passed=covered_ok,
+                                metadata={"footprint_area_in_windows_m2": footprint_area, "covered_cells": covered}),
+        ],
+    )
 
 
 def build_constraint_defs(platform: Platform) -> list:
-    defs = []
-    for factor in platform.factors:
-        defs.append(build_footprint_asset(platform, factor))
-        if not factor.display_only:
-            defs.append(build_coverage_asset(platform, factor))
-    return defs
+    return [build_constraint_assets(platform)]

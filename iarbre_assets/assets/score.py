@@ -17,7 +17,6 @@ from pathlib import Path
 import dagster as dg
 from dagster import AssetExecutionContext
 import numpy as np
-import pyarrow.parquet as pq
 
 from ..compute.constraints import coverage_paths, footprint_paths
 from ..compute.pool import map_tasks
@@ -51,7 +50,7 @@ from .common import (
     stable_hash,
 )
 from .constraints import SINGLE_RUN, _table, communes_layer
-from .warehouse_tables import write_partitioned
+from .warehouse_tables import load_tiles, write_partitioned
 
 SCORE_KEY = dg.AssetKey(["plantability_score"])
 CLASS_KEY = dg.AssetKey(["plantability_class"])
@@ -189,7 +188,7 @@ def build_score_asset(platform: Platform) -> dg.AssetsDefinition:
                       run_id=run_id, provenance=commune_provenance(platform, code))
             for code in context.partition_keys
         ]
-        records = map_tasks(run_score, tasks, largest_first=lambda t: t.window.width * t.window.height)
+        records = map_tasks(run_score, tasks, size=lambda t: t.window.width * t.window.height)
         _write_score_tables(platform, records, run_id, code_version)
         out_of_bounds = [r["commune"] for r in records
                          if r["score_min"] is not None and (r["score_min"] < low - 1e-6 or r["score_max"] > high + 1e-6)]
@@ -326,7 +325,7 @@ def build_class_asset(platform: Platform) -> dg.AssetsDefinition:
         tasks = [ClassTask(commune=code, score_path=str(score_paths(out_dir, code)[0]), out_dir=out_dir,
                            class_breaks=breaks, class_above=scoring.class_above)
                  for code in context.partition_keys]
-        records = map_tasks(run_class, tasks)
+        records = map_tasks(run_class, tasks, size=lambda t: _cells(platform, t.commune))
         invalid = {r["commune"]: sorted(set(r["counts"]) - set(valid_classes)) for r in records
                    if set(r["counts"]) - set(valid_classes)}
         nodata = {r["commune"]: r["nodata_inside"] for r in records if r["nodata_inside"]}
@@ -434,14 +433,11 @@ def build_tiles_asset(platform: Platform) -> dg.AssetsDefinition:
                 out_path=str(platform.layout.tiles / f"{code}.parquet"), communes=layer, meta_index=meta_index,
                 top_groups=groups, top_k=scoring.top_factors, run_id=context.run.run_id, iris=iris,
                 display_footprints=displays))
-        records = map_tasks(run_tiles, tasks, largest_first=lambda t: t.window.width * t.window.height)
+        records = map_tasks(run_tiles, tasks, size=lambda t: t.window.width * t.window.height)
         expected = _cells_per_commune(platform, context.partition_keys)
         mismatched = {r["commune"]: (r["rows"], expected.get(r["commune"])) for r in records
                       if r["rows"] != expected.get(r["commune"])}
-        loaded = 0
-        for r in records:
-            table = pq.read_table(r["path"]).drop(["geometry"])
-            loaded += write_partitioned("tiles", table, "commune", [r["commune"]])
+        loaded = load_tiles([r["path"] for r in records], [r["commune"] for r in records])
         return dg.MaterializeResult(
             metadata={
                 "communes": len(records),
@@ -456,6 +452,11 @@ def build_tiles_asset(platform: Platform) -> dg.AssetsDefinition:
         )
 
     return _tiles
+
+
+def _cells(platform: Platform, commune: str) -> int:
+    window = platform.windows[commune]
+    return window.width * window.height
 
 
 def _cells_per_commune(platform: Platform, communes) -> dict[str, int]:

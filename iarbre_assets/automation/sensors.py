@@ -15,7 +15,7 @@ import json
 import dagster as dg
 
 from ..assets.common import raw_key, source_key
-from ..assets.sources import _inbox_file
+from ..assets.sources import inbox_file
 from ..catalog.models import FileLocation
 from ..platform import Platform
 
@@ -26,7 +26,7 @@ def inbox_fingerprints(platform: Platform) -> dict[str, str]:
     for slug, source in platform.sources.items():
         if not isinstance(source.location, FileLocation):
             continue
-        drop = _inbox_file(platform, source)
+        drop = inbox_file(platform, source)
         if drop is not None:
             stat = drop.stat()
             out[slug] = f"{drop.name}:{stat.st_size}:{stat.st_mtime_ns}"

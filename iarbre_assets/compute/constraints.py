@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import geopandas as gpd
@@ -53,6 +53,7 @@ class CommuneLayer:
 
     path: str
     codes: tuple[str, ...]
+    code_field: str = "code"
 
 
 @dataclass
@@ -65,6 +66,10 @@ class FootprintTask:
     union_method: str = "overlay"
     code_version: str = ""
 
+    @property
+    def factor_slug(self) -> str:
+        return self.factor.slug
+
 
 @dataclass
 class CoverageTask:
@@ -75,7 +80,10 @@ class CoverageTask:
     communes: CommuneLayer
     out_dir: str
     subpixel_m: float = 1.0
-    extra: dict = field(default_factory=dict)
+
+    @property
+    def factor_slug(self) -> str:
+        return self.factor
 
 
 # ------------------------------------------------------------------------------------------------
@@ -158,7 +166,7 @@ def commune_mask(communes: CommuneLayer, code: str, window: Window) -> np.ndarra
     geoms = _COMMUNES_CACHE.get(communes.path)
     if geoms is None:
         frame = gpd.read_parquet(communes.path)
-        by_code = dict(zip(frame["code"].astype(str), frame.geometry.values))
+        by_code = dict(zip(frame[communes.code_field].astype(str), frame.geometry.values))
         geoms = [by_code[c] for c in communes.codes]
         _COMMUNES_CACHE.clear()
         _COMMUNES_CACHE[communes.path] = geoms
@@ -166,7 +174,7 @@ def commune_mask(communes: CommuneLayer, code: str, window: Window) -> np.ndarra
 
 
 def run_coverage(task: CoverageTask) -> dict:
-    polygons = gpd.read_parquet(task.footprint_path).geometry.values
+    polygons = np.asarray(gpd.read_parquet(task.footprint_path).geometry.values)
     coverage = coverage_percent(polygons, task.window, subpixel=task.subpixel_m)
     inside = commune_mask(task.communes, task.commune, task.window)
     coverage[~inside] = COVERAGE_NODATA
@@ -199,4 +207,31 @@ def _footprint_reaches(polygons, task: CoverageTask) -> int:
     if not len(polygons):
         return 0
     box = shapely.box(*task.window.bounds)
-    return int(round(float(shapely.area(shapely.intersection(polygons, box)).sum())))
+    inside = shapely.contains_properly(box, polygons)
+    crossing = ~inside & shapely.intersects(box, polygons)
+    area = shapely.area(polygons[inside]).sum()
+    if crossing.any():
+        area += shapely.area(shapely.intersection(polygons[crossing], box)).sum()
+    return int(round(float(area)))
+
+
+@dataclass
+class ConstraintTask:
+    """Footprint and/or coverage of one factor in one commune (both when both are selected)."""
+
+    footprint: FootprintTask | None
+    coverage: CoverageTask | None
+
+    @property
+    def size(self) -> int:
+        window = (self.footprint or self.coverage).window
+        return window.width * window.height
+
+
+def run_constraint(task: ConstraintTask) -> dict:
+    out = {}
+    if task.footprint is not None:
+        out["footprint"] = run_footprint(task.footprint)
+    if task.coverage is not None:
+        out["coverage"] = run_coverage(task.coverage)
+    return out

@@ -46,18 +46,46 @@ def shutdown() -> None:
 atexit.register(shutdown)
 
 
-def map_tasks(fn: Callable[[T], R], tasks: Iterable[T], largest_first: Callable[[T], float] | None = None) -> list[R]:
+def _warm_worker() -> int:
+    """Import what tasks need (geo stack, connectors, Great Expectations) once per worker."""
+    import iarbre_assets.compute.constraints  # noqa: F401
+    import iarbre_assets.compute.ingest  # noqa: F401
+    import iarbre_assets.compute.scoring  # noqa: F401
+    from quality.runner import warm_up
+
+    warm_up()
+    return os.getpid()
+
+
+def prestart() -> None:
+    """Start and warm the workers in the background (e.g. while the main process loads the definitions)."""
+    size = worker_count()
+    if size > 1:
+        executor = _executor(size)
+        for _ in range(size):
+            executor.submit(_warm_worker)
+
+
+# Below this much work (in cells), starting workers and shipping data costs more than it saves.
+SMALL_WORK_CELLS = 1_000_000
+
+
+def map_tasks(fn: Callable[[T], R], tasks: Iterable[T], size: Callable[[T], float] | None = None,
+              keep_order: bool = False) -> list[R]:
     """Run fn over tasks, in parallel when more than one worker; results in task order.
 
-    `largest_first` (a size estimate) schedules the big communes first so both cores finish together.
+    `size` estimates a task's work in cells: small batches (a demo territory, an incremental update of one
+    commune) run inline, and the biggest tasks are scheduled first so both cores finish together — unless
+    `keep_order`, when the caller's order matters more (e.g. grouped by source, for the workers' caches).
     """
     tasks = list(tasks)
-    size = min(worker_count(), len(tasks))
-    if size <= 1:
+    workers = min(worker_count(), len(tasks))
+    small = size is not None and sum(size(t) for t in tasks) < SMALL_WORK_CELLS
+    if workers <= 1 or small:
         return [fn(task) for task in tasks]
     order = list(range(len(tasks)))
-    if largest_first is not None:
-        order.sort(key=lambda i: -largest_first(tasks[i]))
+    if size is not None and not keep_order:
+        order.sort(key=lambda i: -size(tasks[i]))
     executor = _executor(worker_count())
     futures = {i: executor.submit(fn, tasks[i]) for i in order}
     return [futures[i].result() for i in range(len(tasks))]

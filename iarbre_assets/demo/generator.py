@@ -80,6 +80,10 @@ def generate_demo(
     layers = generate_layers(communes, seed=seed, scale=scale)
 
     territory = _territory_document(template, name, scale, communes_file, mode)
+    departments = {code[:2] for code in communes["insee"].astype(str)}
+    carto = territory["sources"].get("cartofriches", {})
+    if carto.get("kind") == "cartofriches" and len(departments) == 1:
+        carto["coddep"] = departments.pop()
     _write_vector(communes[["insee", "nom", "geometry"]], out / "communes.geojson", "communes")
     _write_vector(iris, out / "iris_synthetiques.geojson", "iris_synthetiques")
 

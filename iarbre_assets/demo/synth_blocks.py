@@ -6,7 +6,7 @@ tables are assembled in synth_layers.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -66,7 +66,6 @@ class BlockContent:
     markets: Parts
     friches: Parts
     ponds: Parts
-    block_of_building: np.ndarray | None = None
 
 
 def _sel(city: City, *kinds) -> np.ndarray:
@@ -76,7 +75,7 @@ def _sel(city: City, *kinds) -> np.ndarray:
 def _lots(city: City, idx, lot_w, lot_h, rng, extra_angle=None, min_share=0.55):
     """Lots of a lattice over blocks `idx`, clipped to the buildable area (edge lots kept when big enough).
 
-    Returns owner (position in idx), lot centre x/y, angle, the clipped lots and whether the lot is whole.
+    Returns owner (position in idx), lot centre x/y, lot angle and the (clipped) lot polygons.
     """
     b = city.blocks
     geoms = b.buildable[idx]
@@ -226,8 +225,9 @@ def _collective(city: City, c: BlockContent, rng):
     lw, lh = lot_w[owner], lot_h[owner]
     form = rng.choice(["bar", "tower", "l"], n, p=[0.6, 0.15, 0.25])
     occupied = rng.uniform(size=n) < 0.75
-    bw = np.select([form == "bar", form == "tower"], [rng.uniform(22, 42, n), rng.uniform(15, 20, n)], rng.uniform(26, 38, n))
-    bh = np.select([form == "bar", form == "tower"], [rng.uniform(11, 14, n), rng.uniform(15, 20, n)], rng.uniform(22, 30, n))
+    bar, tower = form == "bar", form == "tower"
+    bw = np.select([bar, tower], [rng.uniform(22, 42, n), rng.uniform(15, 20, n)], rng.uniform(26, 38, n))
+    bh = np.select([bar, tower], [rng.uniform(11, 14, n), rng.uniform(15, 20, n)], rng.uniform(22, 30, n))
     bw, bh = np.minimum(bw, lw - 6), np.minimum(bh, lh - 8)
     geoms = np.empty(n, dtype=object)
     plain = occupied & (form != "l")
@@ -238,7 +238,7 @@ def _collective(city: City, c: BlockContent, rng):
     occupied &= _fit(geoms, lots)
     k = int(occupied.sum())
     c.buildings.add(geoms[occupied], nature="Indifférenciée", usage_1="Résidentiel",
-                    hauteur=np.round(np.where(form[occupied] == "tower", rng.uniform(30, 55, k), rng.uniform(12, 30, k)), 1),
+                    hauteur=np.round(np.where(tower[occupied], rng.uniform(30, 55, k), rng.uniform(12, 30, k)), 1),
                     block=idx[owner[occupied]])
     car_park = ~occupied & (rng.uniform(size=n) < 0.35)
     c.parkings.add(shapely.buffer(lots[car_park], -3.0, join_style="mitre"), context="residence")
@@ -251,8 +251,9 @@ def _collective(city: City, c: BlockContent, rng):
     c.eva.add(shapely.buffer(lots[car_park], -3.0, join_style="mitre"), family="artificial")
     # playgrounds between the buildings of some estates
     play = ~occupied & ~car_park & (rng.uniform(size=n) < 0.35)
-    c.public.add(rect_polygons(x[play], y[play], rng.uniform(14, 24, play.sum()), rng.uniform(10, 18, play.sum()), angle[play]),
-                 type="Aire de jeux", block=idx[owner[play]])
+    k = int(play.sum())
+    grounds = rect_polygons(x[play], y[play], rng.uniform(14, 24, k), rng.uniform(10, 18, k), angle[play])
+    c.public.add(grounds, type="Aire de jeux", block=idx[owner[play]])
 
 
 def _industrial(city: City, c: BlockContent, rng, kinds=("industrial",), occupancy=0.8, friche=False):
@@ -322,8 +323,8 @@ def _points_inside(geoms, counts, rng):
         ok = shapely.contains_xy(geoms[owner], x, y)
         owner, x, y = owner[ok], x[ok], y[ok]
         # keep at most need[i] per polygon
-        rank = np.arange(len(owner)) - np.repeat(np.cumsum(np.bincount(owner, minlength=len(geoms))) -
-                                                 np.bincount(owner, minlength=len(geoms)), np.bincount(owner, minlength=len(geoms)))
+        per = np.bincount(owner, minlength=len(geoms))
+        rank = np.arange(len(owner)) - np.repeat(np.cumsum(per) - per, per)
         keep = rank < need[owner]
         owners.append(owner[keep]); xs.append(x[keep]); ys.append(y[keep])
         need = need - np.bincount(owner[keep], minlength=len(geoms))

@@ -28,7 +28,8 @@ K = {name: i for i, name in enumerate(KINDS)}
 
 # Land-use mix of blocks by intensity band (rural < 0.15 <= suburb < 0.35 <= urban < 0.6 <= core).
 _MIX = {
-    "core": {"dense": 76, "collective": 6, "park": 7, "square": 4, "parking": 2, "sport": 2, "industrial": 1, "friche": 2},
+    "core": {"dense": 76, "collective": 6, "park": 7, "square": 4, "parking": 2, "sport": 2, "industrial": 1,
+             "friche": 2},
     "urban": {"dense": 22, "collective": 28, "houses": 20, "industrial": 9, "park": 8, "square": 2, "parking": 3,
               "sport": 3, "friche": 2, "meadow": 1, "delaisse": 2},
     "suburb": {"houses": 56, "collective": 7, "industrial": 13, "park": 5, "sport": 3, "parking": 2, "agri": 7,
@@ -219,7 +220,8 @@ def make_structures(t: Territory, seed: int) -> Structures:
     corridor = shapely.union_all([shapely.buffer(line, 11.0, cap_style="flat") for line in rail_lines])
     corridor = shapely.intersection(corridor, union)
     aerodrome = _place_aerodrome(t, river, corridor, rng)
-    return Structures(river=river, river_lines=river_lines, rail_lines=rail_lines, corridor=corridor, aerodrome=aerodrome)
+    return Structures(river=river, river_lines=river_lines, rail_lines=rail_lines, corridor=corridor,
+                      aerodrome=aerodrome)
 
 
 def _place_aerodrome(t: Territory, river, corridor, rng):
@@ -387,7 +389,8 @@ def _arterials(t: Territory, rng) -> list:
             lines.append(shapely.LineString(np.column_stack([x, y])))
         if t.area > 100e6:  # a ring road
             theta = np.linspace(0, 2 * np.pi, 400)
-            rad = 0.42 * r_eq * (1 + 0.06 * np.sin(3 * theta + rng.uniform(0, 6)) + 0.04 * np.sin(5 * theta + rng.uniform(0, 6)))
+            wobble = 0.06 * np.sin(3 * theta + rng.uniform(0, 6)) + 0.04 * np.sin(5 * theta + rng.uniform(0, 6))
+            rad = 0.42 * r_eq * (1 + wobble)
             lines.append(shapely.LineString(np.column_stack([cx + rad * np.cos(theta), cy + rad * np.sin(theta)])))
     else:
         for g in t.geoms:
@@ -456,10 +459,32 @@ def make_streets(t: Territory, s: Structures, d: Districts, seed: int):
     e_idx, s_idx = shapely.STRtree(src).query(mid, predicate="dwithin", distance=0.02)
     e_cls = np.full(len(edges), -1, dtype=np.int64)
     np.maximum.at(e_cls, e_idx, cls[s_idx])
+    edges, e_cls = _prune_dead_ends(edges, e_cls)
     faces = shapely.get_parts(shapely.polygonize(edges))
     is_street = e_cls >= 0
     streets = _street_table(t, s, edges[is_street], e_cls[is_street])
     return streets, faces
+
+
+def _prune_dead_ends(edges, e_cls):
+    """Drop street pieces that end nowhere (cut short near the railway, or noding leftovers).
+
+    A dead end would lie inside a block, where nothing keeps buildings off it.
+    """
+    ends = np.round(np.vstack([shapely.get_coordinates(shapely.get_point(edges, 0)),
+                               shapely.get_coordinates(shapely.get_point(edges, -1))]), 2)
+    _, node = np.unique(ends, axis=0, return_inverse=True)
+    node = node.ravel()
+    n = len(edges)
+    a, b = node[:n], node[n:]
+    alive = np.ones(n, dtype=bool)
+    for _ in range(50):
+        degree = np.bincount(np.concatenate([a[alive], b[alive]]), minlength=node.max() + 1)
+        dead = alive & (e_cls >= 0) & ((degree[a] == 1) | (degree[b] == 1))
+        if not dead.any():
+            break
+        alive &= ~dead
+    return edges[alive], e_cls[alive]
 
 
 def _street_table(t: Territory, s: Structures, geoms, cls) -> Streets:

@@ -8,9 +8,9 @@ import pandas as pd
 import shapely
 
 from . import synth_streets as ss
-from .synth_blocks import BlockContent, buildings_and_lots, polygons_only
+from .synth_blocks import buildings_and_lots, polygons_only
 from .synth_city import ARTERIAL, COLLECTOR, K, City
-from .synth_common import CRS, ensure_values, frame, null_text, rect_polygons, rng_for, text_column
+from .synth_common import ensure_values, frame, null_text, rect_polygons, rng_for, text_column
 
 EPCI_CODE = "200046977"
 EPCI_NAME = "Métropole de Lyon"
@@ -176,14 +176,13 @@ class Builder:
             geoms = self._fallback_square(rng, 40.0, 25.0)
         n = len(geoms)
         _, nom = self.communes(geoms)
-        names = np.array([f"Parking {p}" for p in _names(rng, ["de la Place", "du Centre", "Rue", "Avenue"], n)], dtype=object)
+        names = [f"Parking {p}" for p in _names(rng, ["de la Place", "du Centre", "Rue", "Avenue"], n)]
         valid = rng.choice(["En cours de mise à jour", "Validé"], n, p=[0.7, 0.3])
         self.layers["parkings_surfaciques"] = frame({
             "idparkingsurfacique": np.arange(1, n + 1, dtype=np.int64) + 2000,
             "nom": text_column(names), "idmetier": text_column([f"P{k}" for k in rng.integers(100, 999, n)]),
             "estvalide": text_column(valid),
         }, _multi(geoms), gid=False)
-        self.parking_geoms = geoms
 
     def _fallback_square(self, rng, w, h):
         """A last-resort feature on the busiest street corner (tiny territories must not leave a layer empty)."""
@@ -206,7 +205,8 @@ class Builder:
             p = np.where(st.u == st.u.max(), 1.0, 0.0)
         _, pts_under = ss.sidewalk_points(self.city, p, rng, extra=0.5)
         pts = np.concatenate([pts_block, pts_under])
-        kind = np.concatenate([np.full(len(pts_block), "Entrée/Sortie"), rng.choice(["Entrée", "Sortie", "Entrée/Sortie"], len(pts_under))])
+        kind = np.concatenate([np.full(len(pts_block), "Entrée/Sortie"),
+                               rng.choice(["Entrée", "Sortie", "Entrée/Sortie"], len(pts_under))])
         if len(pts) == 0:
             pts = np.array([self._fallback_square(rng, 2, 2)[0].centroid], dtype=object)
             kind = np.array(["Entrée"], dtype=object)
@@ -229,7 +229,8 @@ class Builder:
         insee, nom = self.communes(pts)
         self.layers["slt_materiel"] = frame({
             "typemateriel": text_column(kind), "idcarrefour": junction.astype(np.int64) + 1,
-            "etat": text_column(np.full(len(pts), "En service")), "insee": text_column(insee), "commune": text_column(nom),
+            "etat": text_column(np.full(len(pts), "En service")), "insee": text_column(insee),
+            "commune": text_column(nom),
         }, pts)
 
     def stations_velov(self):
@@ -246,7 +247,8 @@ class Builder:
         insee, nom = self.communes(pts)
         ids = np.arange(1, n + 1) + 10000
         self.layers["stations_velov"] = frame({
-            "idstation": ids, "nom": text_column([f"{i} - {x}" for i, x in zip(ids, _names(rng, ["Place", "Rue", "Avenue"], n))]),
+            "idstation": ids,
+            "nom": text_column([f"{i} - {x}" for i, x in zip(ids, _names(rng, ["Place", "Rue", "Avenue"], n))]),
             "nbbornettes": rng.integers(12, 40, n), "code_insee": text_column(insee), "commune": text_column(nom),
         }, pts)
 
@@ -256,13 +258,11 @@ class Builder:
         counts = {"metro": max(1, int(round(area_km2 / 130))), "tram": max(1, int(round(area_km2 / 75))),
                   "bus": max(2, int(round(0.24 * area_km2)))}
         names = {"metro": list("ABCDEFGH"), "tram": [f"T{k}" for k in range(1, 20)]}
-        lines_by_mode = {}
         for mode in ("metro", "tram", "bus"):
             lines = ss.routes(self.city, self.graph, mode, counts[mode], self.rng(f"routes/{mode}"))
             if not lines:  # a street network too small to walk: the longest street is the line
                 st = self.city.streets
                 lines = [st.geoms[int(np.argmax(st.length * (1 + st.cls)))]]
-            lines_by_mode[mode] = lines
             n = len(lines)
             if mode == "bus":
                 code = [f"C{k}" if k <= max(1, n // 10) else str(k) for k in range(1, n + 1)]
@@ -278,10 +278,10 @@ class Builder:
                 "famille_transport": text_column(np.full(n, {"metro": "METRO", "tram": "TRAM", "bus": "BUS"}[mode])),
                 "longueur": np.round(shapely.length(geoms), 1),
             }, geoms)
-        owners, points, serves = [], [], []
+        points, serves = [], []
         for mode, spacing, offset in (("metro", 750.0, 4.5), ("tram", 500.0, 4.5), ("bus", 320.0, 4.5)):
             layer = self.layers[f"lignes_{mode}"]
-            owner, pts = ss.stops_along(layer.geometry.values, spacing, offset, self.rng(f"stops/{mode}"))
+            owner, pts = ss.stops_along(layer.geometry.to_numpy(), spacing, offset, self.rng(f"stops/{mode}"))
             points.append(pts)
             serves.append(layer["ligne"].to_numpy(dtype=object)[owner])
         pts = np.concatenate(points)
@@ -310,8 +310,8 @@ class Builder:
         n = len(geoms)
         if n == 0:
             geoms = self._fallback_square(rng, 12.0, 10.0)
-            attrs = {"nature": np.array(["Indifférenciée"], dtype=object), "usage_1": np.array(["Résidentiel"], dtype=object),
-                     "hauteur": np.array([7.0], dtype=object)}
+            attrs = {"nature": np.array(["Indifférenciée"], dtype=object),
+                     "usage_1": np.array(["Résidentiel"], dtype=object), "hauteur": np.array([7.0], dtype=object)}
             n = 1
         ids = 312_000_000 + np.cumsum(rng.integers(1, 40, n))
         hauteur = attrs["hauteur"].astype(float)
@@ -331,7 +331,8 @@ class Builder:
         geoms = geoms[shapely.area(geoms) >= 200.0]
         if len(geoms) == 0:
             b = self.city.blocks
-            cand = np.flatnonzero(np.isin(b.kind, [K["industrial"], K["houses"], K["agri"], K["meadow"], K["collective"]]))
+            usable = [K[k] for k in ("industrial", "houses", "agri", "meadow", "collective")]
+            cand = np.flatnonzero(np.isin(b.kind, usable))
             cand = cand if len(cand) else np.arange(len(b.kind))
             pick = cand[np.argmin(np.abs(shapely.area(b.buildable[cand]) - 8000.0))]
             geoms, _ = polygons_only(np.array([b.buildable[pick]], dtype=object))
@@ -345,7 +346,8 @@ class Builder:
             "site_nom": text_column([f"Friche synthétique {k}" for k in range(1, n + 1)]),
             "code_insee": text_column(insee), "comm_nom": text_column(nom),
             "surface": np.round(shapely.area(geoms)).astype(np.int64), "site_type": text_column(site_type),
-            "site_statut": text_column(rng.choice(["friche sans projet", "friche avec projet", "friche potentielle"], n)),
+            "site_statut": text_column(
+                rng.choice(["friche sans projet", "friche avec projet", "friche potentielle"], n)),
         }, _multi(geoms))
 
     def networks(self):
@@ -365,7 +367,8 @@ class Builder:
             insee, nom = self.communes(lines)
             length = np.round(shapely.length(lines), 2)
             if slug == "assainissement":
-                cols = {"typereseau": text_column(rng.choice(["Unitaire", "Eaux usées", "Eaux pluviales"], n, p=[0.6, 0.22, 0.18])),
+                kind = rng.choice(["Unitaire", "Eaux usées", "Eaux pluviales"], n, p=[0.6, 0.22, 0.18])
+                cols = {"typereseau": text_column(kind),
                         "diametre": rng.choice([200, 300, 400, 500, 600, 800, 1000, 1200], n),
                         "materiau": text_column(rng.choice(["Béton", "Grès", "Fonte", "PVC", "Maçonnerie"], n)),
                         "insee": text_column(insee), "longueur": length}
@@ -375,7 +378,8 @@ class Builder:
                         "code_epci": text_column(np.full(n, EPCI_CODE)), "nom_epci": text_column(np.full(n, EPCI_NAME)),
                         "code_departement": text_column([c[:2] for c in insee])}
                 if slug == "ore_gaz":
-                    cols.update(materiau=text_column(rng.choice(["PE", "Acier", "Fonte ductile", "Cuivre"], n, p=[0.6, 0.25, 0.1, 0.05])),
+                    material = rng.choice(["PE", "Acier", "Fonte ductile", "Cuivre"], n, p=[0.6, 0.25, 0.1, 0.05])
+                    cols.update(materiau=text_column(material),
                                 diametre=rng.choice([40, 63, 110, 160, 200], n),
                                 pression=text_column(rng.choice(["BP", "MPB", "MPC"], n, p=[0.3, 0.6, 0.1])))
                 else:
@@ -389,8 +393,9 @@ class Builder:
                         "typecanalisation": text_column(rng.choice(["Aller", "Retour", "Aller/Retour"], n)),
                         "insee": text_column(insee), "longueur": length}
             else:
-                cols = {"proprietaire": text_column(np.full(n, "Grand Lyon THD" if slug == "reseau_fibre_thd" else "Métropole de Lyon")),
-                        "typeinfra": text_column(rng.choice(["Fourreau", "Chambre-fourreau", "Aérien"], n, p=[0.7, 0.2, 0.1])),
+                owner = "Grand Lyon THD" if slug == "reseau_fibre_thd" else "Métropole de Lyon"
+                infra = rng.choice(["Fourreau", "Chambre-fourreau", "Aérien"], n, p=[0.7, 0.2, 0.1])
+                cols = {"proprietaire": text_column(np.full(n, owner)), "typeinfra": text_column(infra),
                         "insee": text_column(insee), "longueur": length}
             self.layers[slug] = frame(cols, lines)
 
@@ -409,7 +414,8 @@ class Builder:
         np.maximum.at(top, ends, st.cls[seg])
         node_u = np.zeros(len(st.nodes))
         np.maximum.at(node_u, ends, st.u[seg])
-        pick = (degree >= 4) & (top >= COLLECTOR) & (node_u > 0.1) & (node_u < 0.8) & (rng.uniform(size=len(st.nodes)) < 0.5)
+        pick = (degree >= 4) & (top >= COLLECTOR) & (node_u > 0.1) & (node_u < 0.8)
+        pick &= rng.uniform(size=len(st.nodes)) < 0.5
         if not pick.any():
             pick[np.argmax(np.where(degree >= 3, top + node_u, -1))] = True
         radius = np.where(top[pick] >= ARTERIAL, rng.uniform(10, 16, pick.sum()), rng.uniform(6, 10, pick.sum()))
@@ -469,7 +475,8 @@ class Builder:
         n = len(geoms)
         insee, nom = self.communes(geoms)
         days = ["mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"]
-        jours = [", ".join(sorted(rng.choice(days, rng.integers(1, 3), replace=False), key=days.index)) for _ in range(n)]
+        jours = [", ".join(sorted(rng.choice(days, rng.integers(1, 3), replace=False), key=days.index))
+                 for _ in range(n)]
         self.layers["marches_forains"] = frame({
             "nom": text_column([f"Marché {x}" for x in _names(rng, ["de la Place", "du Quai", "du Cours"], n)]),
             "jours": text_column(jours),
@@ -486,8 +493,9 @@ class Builder:
             idx, lines = np.array([s]), ss.offset_lines(self.city, np.array([s]), np.array([2.0]))
         n = len(lines)
         cls = st.cls[idx]
-        kind = np.where(cls >= ARTERIAL, rng.choice(["Piste cyclable", "Bande cyclable", "Couloir bus-vélo"], n, p=[0.5, 0.3, 0.2]),
-                        np.where(cls == 0, "Voie verte", rng.choice(["Bande cyclable", "Double sens cyclable", "Piste cyclable"], n)))
+        main = rng.choice(["Piste cyclable", "Bande cyclable", "Couloir bus-vélo"], n, p=[0.5, 0.3, 0.2])
+        minor = rng.choice(["Bande cyclable", "Double sens cyclable", "Piste cyclable"], n)
+        kind = np.where(cls >= ARTERIAL, main, np.where(cls == 0, "Voie verte", minor))
         insee, nom = self.communes(lines)
         self.layers["amenagements_cyclables"] = frame({
             "nom": text_column(_names(rng, ["Rue", "Avenue", "Boulevard", "Chemin"], n)),
@@ -500,18 +508,22 @@ class Builder:
         s = self.city.structures
         t = self.t
         river = s.river
-        pieces = shapely.intersection(np.full(len(t.geoms), river, dtype=object), t.geoms) if not river.is_empty else np.empty(0, dtype=object)
+        pieces = np.empty(0, dtype=object)
+        if not river.is_empty:  # one feature per commune crossed, like the real layer's sections
+            pieces = shapely.intersection(np.full(len(t.geoms), river, dtype=object), t.geoms)
         pieces, src = polygons_only(pieces)
         ok = shapely.area(pieces) > 10.0
         pieces = pieces[ok]
         ponds, pattrs = self.content.ponds.finish()
         geoms = np.concatenate([pieces, ponds])
-        nature = np.concatenate([np.full(len(pieces), "Cours d'eau", dtype=object), pattrs.get("nature", np.empty(0, dtype=object))])
+        nature = np.concatenate([np.full(len(pieces), "Cours d'eau", dtype=object),
+                                 pattrs.get("nature", np.empty(0, dtype=object))])
         names = np.concatenate([np.full(len(pieces), "Fleuve synthétique", dtype=object),
                                 np.array([f"Plan d'eau {k}" for k in range(1, len(ponds) + 1)], dtype=object)])
         insee, nom = self.communes(geoms)
         self.layers["plans_eau"] = frame({
-            "nom": text_column(names), "nature": text_column(nature), "insee": text_column(insee), "commune": text_column(nom),
+            "nom": text_column(names), "nature": text_column(nature), "insee": text_column(insee),
+            "commune": text_column(nom),
         }, geoms)
 
     def ponts(self):
@@ -519,11 +531,14 @@ class Builder:
         s = self.city.structures
         idx = np.flatnonzero(st.bridge)
         road = shapely.buffer(st.geoms[idx], st.row_half[idx], cap_style="square", join_style="mitre")
-        rails = [shapely.intersection(line, s.river) for line in s.rail_lines] if not s.river.is_empty else []
-        rails = [g for g in shapely.get_parts(np.array(rails, dtype=object)) if not g.is_empty and g.length > 0] if rails else []
-        rail = shapely.buffer(np.array(rails, dtype=object), 7.0, cap_style="square") if rails else np.empty(0, dtype=object)
+        rail = np.empty(0, dtype=object)
+        if not s.river.is_empty and s.rail_lines:
+            spans = shapely.get_parts(shapely.intersection(np.array(s.rail_lines, dtype=object), s.river))
+            spans = spans[(shapely.get_type_id(spans) == 1) & (shapely.length(spans) > 0)]
+            rail = shapely.buffer(spans, 7.0, cap_style="square")
         geoms = np.concatenate([road, rail])
-        kind = np.concatenate([np.full(len(road), "Pont routier", dtype=object), np.full(len(rail), "Pont ferroviaire", dtype=object)])
+        kind = np.concatenate([np.full(len(road), "Pont routier", dtype=object),
+                               np.full(len(rail), "Pont ferroviaire", dtype=object)])
         if len(geoms) == 0 and not s.river.is_empty:  # a footbridge where the river is closest to the centre
             line = s.river_lines[0]
             cx, cy = self.t.main_centre
@@ -535,7 +550,7 @@ class Builder:
             geoms = shapely.intersection(geoms, self.t.union.buffer(0.0))
             kind = np.array(["Passerelle"], dtype=object)
         elif len(geoms) == 0:
-            geoms = self._fallback_square(np.random.default_rng(0), 20.0, 8.0)
+            geoms = self._fallback_square(self.rng("ponts"), 20.0, 8.0)
             kind = np.array(["Pont routier"], dtype=object)
         n = len(geoms)
         insee, nom = self.communes(geoms)
@@ -594,7 +609,8 @@ class Builder:
         geoms, src = polygons_only(geoms)
         family = family[src]
         codes = self.eva_codes(family, rng)
-        self.layers["eva_2015"] = frame({"gl_2015": codes.astype(np.int64), "surface": np.round(shapely.area(geoms), 1)}, geoms)
+        self.layers["eva_2015"] = frame({"gl_2015": codes.astype(np.int64),
+                                         "surface": np.round(shapely.area(geoms), 1)}, geoms)
 
     def eva_codes(self, family, rng) -> np.ndarray:
         known = [int(v) for v in self.cat.sources["eva_2015"].known_values.get("gl_2015", [])]
@@ -650,8 +666,10 @@ class Builder:
         t = self.t
         n_qpv = max(1, int(round(t.area / 20e6)))
         coll = b.kind == K["collective"]
-        pool = coll if coll.any() else (b.kind == K["dense"]) if (b.kind == K["dense"]).any() else b.u >= np.quantile(b.u, 0.8)
-        share = np.bincount(b.district[pool], weights=shapely.area(b.geoms[pool]), minlength=len(self.city.districts.geoms))
+        dense = b.kind == K["dense"]
+        pool = coll if coll.any() else dense if dense.any() else b.u >= np.quantile(b.u, 0.8)
+        share = np.bincount(b.district[pool], weights=shapely.area(b.geoms[pool]),
+                            minlength=len(self.city.districts.geoms))
         districts = np.argsort(-share, kind="stable")[:n_qpv]
         districts = districts[share[districts] > 0]
         geoms = []
@@ -661,7 +679,8 @@ class Builder:
             merged = shapely.intersection(merged, t.union)
             parts, _ = polygons_only(np.array([merged], dtype=object))
             if len(parts):
-                geoms.append(merged if merged.geom_type in ("Polygon", "MultiPolygon") else shapely.multipolygons(parts))
+                polygonal = merged.geom_type in ("Polygon", "MultiPolygon")
+                geoms.append(merged if polygonal else shapely.multipolygons(parts))
         geoms = np.array(geoms, dtype=object)
         n = len(geoms)
         insee, nom = self.communes(geoms)
@@ -686,7 +705,8 @@ class Builder:
         for (source, column), values in required.items():
             layer = self.layers.get(source)
             if layer is None or column not in layer.columns:
-                raise ValueError(f"synthetic generator: layer {source!r} has no column {column!r} that the catalogue filters")
+                raise ValueError(f"synthetic generator: layer {source!r} has no column {column!r}, "
+                                 "which the catalogue filters on")
             current = layer[column].to_numpy(dtype=object)
             series = pd.Series(current)
             repeated = series.map(series.value_counts()).to_numpy() > 1

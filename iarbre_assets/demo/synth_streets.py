@@ -74,7 +74,8 @@ def tree_rows(city: City, rng) -> TreeRows:
     count = np.bincount(owner, minlength=len(idx))
     used = (count - 1) * spacing
     start = trim + (np.maximum(length - 2 * trim, 0) - used) / 2
-    row_geom = _substrings(lines[rows_with_trees], start[rows_with_trees], start[rows_with_trees] + used[rows_with_trees])
+    r = rows_with_trees
+    row_geom = _substrings(lines[r], start[r], start[r] + used[r])
     remap = np.full(len(idx), -1)
     remap[rows_with_trees] = np.arange(len(rows_with_trees))
     return TreeRows(points=pts, segment=idx[owner], row=remap[owner], rows_geom=row_geom)
@@ -329,7 +330,8 @@ def routes(city: City, graph: StreetGraph, mode: str, count: int, rng):
             want = target()
             sx, sy = st.nodes[start]
             cx, cy = city.territory.main_centre
-            if (mode != "bus" or rng.uniform() < 0.6) and np.hypot(cx - sx, cy - sy) > 100.0:  # radial lines through the centre
+            radial = mode != "bus" or rng.uniform() < 0.6  # most lines run through the centre
+            if radial and np.hypot(cx - sx, cy - sy) > 100.0:
                 heading = np.arctan2(cy - sy, cx - sx) + rng.normal(0, 0.4)
             else:
                 heading = rng.uniform(0, 2 * np.pi)

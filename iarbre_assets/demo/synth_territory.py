@@ -229,11 +229,12 @@ def iris_count(area_m2: float) -> int:
 def synthetic_iris(communes: gpd.GeoDataFrame, seed: int = 2154, code_field: str = "insee") -> gpd.GeoDataFrame:
     """An IRIS-like subdivision (2 to 8 parts per commune, by area) tiling each commune exactly."""
     if code_field not in communes.columns:
-        raise ValueError(f"synthetic_iris: the communes have no {code_field!r} column (columns: {list(communes.columns)})")
+        raise ValueError(f"synthetic_iris: the communes have no {code_field!r} column "
+                         f"(columns: {list(communes.columns)})")
     if communes.crs is None:
         raise ValueError("synthetic_iris: the communes layer has no CRS")
     communes = communes.to_crs(CRS)
-    names = communes["nom"].astype(str).tolist() if "nom" in communes.columns else communes[code_field].astype(str).tolist()
+    names = communes["nom" if "nom" in communes.columns else code_field].astype(str).tolist()
     geoms, codes, iris_names, insee = [], [], [], []
     for code, name, geom in zip(communes[code_field].astype(str), names, communes.geometry.values):
         rng = rng_for(seed, f"iris/{code}")

@@ -1,7 +1,7 @@
 """Content-addressed store of what partners and endpoints delivered, kept byte for byte.
 
     raw/<source>/<sha256>.<ext>    the bytes
-    raw/<source>/<sha256>.json     that version's manifest: origin, partner, licence, first/last seen, size
+    raw/<source>/<sha256>.manifest.json  that version's manifest: origin, partner, licence, first/last seen, size
     raw/<source>/log.jsonl         every fetch or drop observed, new version or not (append-only)
     raw/<source>/latest.json       the version most recently delivered (not necessarily accepted)
 
@@ -85,7 +85,7 @@ class RawStore:
         digest = sha256_bytes(data)
         directory = self._dir(source)
         path = directory / f"{digest}.{ext}"
-        manifest_path = directory / f"{digest}.json"
+        manifest_path = directory / f"{digest}.manifest.json"
         is_new = not manifest_path.exists()
         if is_new:
             atomic_write_bytes(path, data)
@@ -111,7 +111,7 @@ class RawStore:
             handle.write(json.dumps(entry, ensure_ascii=False) + "\n")
 
     def version(self, source: str, sha256: str) -> RawVersion:
-        manifest = self._dir(source) / f"{sha256}.json"
+        manifest = self._dir(source) / f"{sha256}.manifest.json"
         if not manifest.exists():
             raise FileNotFoundError(f"{source}: raw version {sha256} is not in the raw store ({manifest})")
         return RawVersion(**json.loads(manifest.read_text(encoding="utf-8")))
@@ -134,9 +134,7 @@ class RawStore:
         if not directory.exists():
             return []
         found = []
-        for manifest in directory.glob("*.json"):
-            if manifest.name == "latest.json":
-                continue
+        for manifest in directory.glob("*.manifest.json"):
             found.append(RawVersion(**json.loads(manifest.read_text(encoding="utf-8"))))
         return sorted(found, key=lambda v: (v.first_seen_at, v.sha256))
 
@@ -149,7 +147,7 @@ class RawStore:
             if version.sha256 in newest or version.sha256 in protect:
                 continue
             (self._dir(source) / version.filename).unlink(missing_ok=True)
-            (self._dir(source) / f"{version.sha256}.json").unlink(missing_ok=True)
+            (self._dir(source) / f"{version.sha256}.manifest.json").unlink(missing_ok=True)
             deleted.append(version.sha256)
         if deleted:
             self._log(source, {"at": utc_now(), "pruned": deleted})

@@ -147,8 +147,12 @@ def run_target_path(run_id: str) -> Path:
     states = sorted(runs.glob("*/partial_parse.msgpack"), key=lambda p: p.stat().st_mtime)
     target = runs / f"{run_id[:8]}-{uuid.uuid4().hex[:6]}"
     target.mkdir()
-    if states:
-        shutil.copy2(states[-1], target / "partial_parse.msgpack")
+    # The project's own state (from `iarbre dbt-prepare`) is valid when it was parsed for this home,
+    # which is the case for the README's commands; dbt falls back to a full parse otherwise.
+    prepared = DBT_PROJECT_DIR / dbt_project.target_path / "partial_parse.msgpack"
+    seed = states[-1] if states else (prepared if prepared.exists() else None)
+    if seed is not None:
+        shutil.copy2(seed, target / "partial_parse.msgpack")
     for stale in old[: max(0, len(old) - (KEEP_RUN_TARGETS - 1))]:
         shutil.rmtree(stale, ignore_errors=True)
     return target

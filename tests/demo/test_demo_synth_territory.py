@@ -32,9 +32,9 @@ def test_small_demo_is_three_contiguous_communes_of_about_5_km2_near_lyon(small_
     assert (c.geom_type == "Polygon").all() and c.is_valid.all()
     total = c.area.sum() / 1e6
     assert 4.0 <= total <= 6.0
-    union = shapely.union_all(c.geometry.values)
+    union = shapely.union_all(c.geometry.to_numpy())
     assert union.geom_type == "Polygon"  # contiguous: one piece
-    assert_tiles_exactly(c.geometry.values, union)
+    assert_tiles_exactly(c.geometry.to_numpy(), union)
     # a suburb of Lyon: a few km from the Part-Dieu, not on top of it and not in another region
     assert 2_000 < union.centroid.distance(PART_DIEU) < 15_000
     assert not union.contains(PART_DIEU)
@@ -55,20 +55,20 @@ def test_full_territory_is_59_irregular_communes_tiling_534_km2():
     assert c.crs.to_epsg() == 2154 and c.is_valid.all() and (c.geom_type == "Polygon").all()
     area = c.area.to_numpy() / 1e6
     assert abs(area.sum() - 534.0) < 1.0
-    union = shapely.union_all(c.geometry.values)
+    union = shapely.union_all(c.geometry.to_numpy())
     assert union.geom_type == "Polygon"
-    assert_tiles_exactly(c.geometry.values, union)
+    assert_tiles_exactly(c.geometry.to_numpy(), union)
     # around Lyon, a few communes much larger than the typical one
     assert union.contains(PART_DIEU)
     assert area.max() > 3 * np.median(area)
     assert (area > 2 * np.median(area)).sum() >= 3
     # irregular, not a grid: many vertices per boundary
-    assert shapely.get_num_coordinates(c.geometry.values).min() > 20
+    assert shapely.get_num_coordinates(c.geometry.to_numpy()).min() > 20
 
 
 def test_demo_communes_are_deterministic_and_seeded(small_communes):
     again = demo_communes(seed=2154)
-    assert list(shapely.to_wkb(again.geometry.values)) == list(shapely.to_wkb(small_communes.geometry.values))
+    assert list(shapely.to_wkb(again.geometry.to_numpy())) == list(shapely.to_wkb(small_communes.geometry.to_numpy()))
     assert again.drop(columns="geometry").equals(small_communes.drop(columns="geometry"))
     other = demo_communes(seed=7)
     assert not other.geometry.geom_equals(small_communes.geometry).all()
@@ -88,8 +88,8 @@ def check_iris(communes, iris, code_field="insee"):
     assert (iris["code_iris"].str[:5] == iris["insee"]).all()
     assert iris["nom_iris"].str.startswith("IRIS synthétique").all()
     communes = communes.to_crs(2154)
-    for code, geom in zip(communes[code_field], communes.geometry.values):
-        parts = iris.geometry.values[(iris["insee"] == code).to_numpy()]
+    for code, geom in zip(communes[code_field], communes.geometry.to_numpy()):
+        parts = iris.geometry.to_numpy()[(iris["insee"] == code).to_numpy()]
         assert 2 <= len(parts) <= 8, code
         assert_tiles_exactly(parts, geom)
 
@@ -114,7 +114,7 @@ def test_synthetic_iris_tile_the_real_lyon_communes_exactly(lyon_communes):
 
 def test_synthetic_iris_is_deterministic(small_communes, small_iris):
     again = synthetic_iris(small_communes)
-    assert list(shapely.to_wkb(again.geometry.values)) == list(shapely.to_wkb(small_iris.geometry.values))
+    assert list(shapely.to_wkb(again.geometry.to_numpy())) == list(shapely.to_wkb(small_iris.geometry.to_numpy()))
     assert not synthetic_iris(small_communes, seed=3).geometry.geom_equals(small_iris.geometry).all()
 
 

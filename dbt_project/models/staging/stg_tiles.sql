@@ -12,6 +12,12 @@ select
     columns('^top[0-9]+$'),
     columns('^top[0-9]+_pct$'),
     columns('^meta_'),
-    coalesce(greatest(*columns('^top[0-9]+_pct$')), 0) as top_pct_max,
+    -- an aggregated group (the networks) sums several coverages; a single factor never exceeds 100 %
+    coalesce(greatest(
+        {%- for k in range(1, var('top_factors') + 1) %}
+        case when top{{ k }} in ('{{ var('aggregated_top_groups') | join("', '") }}') then 0 else top{{ k }}_pct end
+        {%- if not loop.last %},{% endif %}
+        {%- endfor %}
+    ), 0) as top_pct_max,
     run_id
 from {{ source('iarbre', 'tiles') }}

@@ -1,0 +1,186 @@
+"""Ingesting one source (no Dagster): fetch into the raw store, then normalise, check and accept.
+
+A rejected version (unreadable, or failing a blocking quality check) is recorded as rejected and never
+becomes current: downstream keeps reading the last accepted version. Runs in a pool worker.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+
+from ..catalog import FactorDef, SourceDef
+from ..paths import Layout, atomic_path
+from ..provenance.change_detection import changed_windows, window_hashes
+from ..provenance.raw_store import RawStore, RawVersion, utc_now
+from ..provenance.source_versions import SourceVersion, SourceVersions, file_sha256, version_id
+
+ROW_GROUP_SIZE = 20_000
+
+
+@dataclass
+class IngestTask:
+    source: SourceDef
+    fetch: bool
+    normalise: bool
+    home: str
+    data_dir: str
+    url: str | None
+    commune_bboxes: list
+    windows: dict[str, tuple[float, float, float, float]]
+    windows_signature: str
+    halo_m: float
+    factors: list[FactorDef]
+    territory_bounds: tuple[float, float, float, float]
+    quality: object
+    retention: int
+
+
+@dataclass
+class IngestResult:
+    source: str
+    # fetch
+    fetched: bool = False
+    fetch_error: str | None = None
+    raw: RawVersion | None = None
+    raw_path: str | None = None
+    raw_is_new: bool = False
+    pruned: int = 0
+    # normalisation
+    status: str = "not_run"  # accepted | unchanged | rejected | not_run
+    error: str | None = None
+    record: SourceVersion | None = None
+    previous_version: str | None = None
+    suite: object | None = None
+    report: dict = field(default_factory=dict)
+    changed_communes: list[str] = field(default_factory=list)
+    data_path: str | None = None
+    layer_frame: gpd.GeoDataFrame | None = None  # communes/IRIS, for the warehouse
+
+
+def run_ingest(task: IngestTask) -> IngestResult:
+    result = IngestResult(source=task.source.slug)
+    layout = Layout(Path(task.home))
+    if task.fetch:
+        _fetch(task, layout, result)
+        if result.fetch_error:
+            return result
+    if task.normalise:
+        try:
+            _normalise(task, layout, result)
+        except Exception as exc:  # an unexpected bug must not look like bad data: report with the traceback
+            result.status = "rejected"
+            result.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
+    return result
+
+
+def _fetch(task: IngestTask, layout: Layout, result: IngestResult) -> None:
+    from ..connectors import ConnectorError, fetch_payload
+
+    store = RawStore(layout)
+    source = task.source
+    try:
+        payload = fetch_payload(source, data_dir=Path(task.data_dir), url=task.url, commune_bboxes=task.commune_bboxes)
+    except (ConnectorError, OSError) as exc:
+        kept = store.latest(source.slug)
+        result.fetch_error = (f"raw/{source.slug}: delivery failed, nothing stored; the previous raw version "
+                              f"{kept.sha256[:16] if kept else '(none)'} is kept. {exc}")
+        return
+    put = store.put(source.slug, payload.data, payload.ext, origin=payload.origin, partner=source.partner,
+                    licence=source.licence, connector=payload.kind, requests=payload.requests, details=payload.details)
+    accepted = SourceVersions(layout, source.slug).current()
+    result.pruned = len(store.prune(source.slug, keep=task.retention,
+                                    protect={accepted.raw_sha256} if accepted else set()))
+    result.fetched, result.raw, result.raw_path, result.raw_is_new = True, put.version, str(put.path), put.is_new
+
+
+def _normalise(task: IngestTask, layout: Layout, result: IngestResult) -> None:
+    from quality.runner import run_quality_suite
+
+    from ..connectors import ConnectorError, parse_payload
+    from ..geo.normalise import normalise
+
+    source = task.source
+    slug = source.slug
+    store = RawStore(layout)
+    versions = SourceVersions(layout, slug)
+    raw = store.latest(slug)
+    if raw is None:
+        result.status, result.error = "rejected", f"source/{slug}: no raw version yet; materialise raw/{slug} first"
+        return
+    result.raw = result.raw or raw
+    current = versions.current()
+    result.previous_version = current.version if current else None
+    vid = version_id(raw.sha256)
+    if current is not None and current.version == vid:
+        _unchanged(task, layout, versions, current, result)
+        return
+
+    record = SourceVersion(source=slug, version=vid, raw_sha256=raw.sha256, normalised_sha256=None,
+                           status="candidate", created_at=utc_now(), origin=raw.origin, partner=source.partner)
+    kept = f"The last accepted version {current.version if current else '(none)'} stays in use."
+    try:
+        parsed = parse_payload(source, store.read(slug, raw.sha256), raw.ext)
+        normalised, report = normalise(parsed, source)
+    except (ConnectorError, ValueError) as exc:
+        record.reason = str(exc)
+        versions.reject(record)
+        result.status, result.record = "rejected", record
+        result.error = f"source/{slug}: {raw.origin} (raw sha256 {raw.sha256[:16]}) cannot be used: {exc}. {kept}"
+        return
+
+    suite = run_quality_suite(normalised, source, factors=task.factors, territory_bounds=task.territory_bounds,
+                              quality=task.quality, previous_row_count=versions.accepted_row_count(),
+                              normalise_report=report)
+    record.report = report.as_dict()
+    record.rows = len(normalised)
+    record.quality = {"passed": suite.passed, "blocking_failures": suite.blocking_failures,
+                      "warnings": suite.warnings, "statistics": suite.statistics}
+    result.suite, result.report = suite, record.report
+    if not suite.passed:
+        record.reason = "; ".join(suite.blocking_failures)
+        versions.reject(record)
+        result.status, result.record = "rejected", record
+        result.error = f"{suite.failure_message(slug)} Origin: {raw.origin} (raw sha256 {raw.sha256[:16]}). {kept}"
+        return
+
+    path = versions.stage_dir(vid) / "data.parquet"
+    write_geoparquet(normalised, path)
+    record.normalised_sha256 = file_sha256(path)
+    if task.factors:
+        record.window_hashes = window_hashes(normalised, task.windows, task.halo_m)
+        record.report["windows_signature"] = task.windows_signature
+        result.changed_communes = changed_windows(current.window_hashes if current else None, record.window_hashes)
+    versions.accept(record)
+    result.status, result.record, result.data_path = "accepted", record, str(path)
+    if slug in {"communes", "iris"}:
+        result.layer_frame = normalised
+
+
+def _unchanged(task: IngestTask, layout: Layout, versions: SourceVersions, current: SourceVersion,
+               result: IngestResult) -> None:
+    """Same raw bytes as the accepted version: nothing to check again; re-hash windows if the communes moved."""
+    result.status, result.record = "unchanged", current
+    result.data_path = str(current.data_path(layout))
+    if task.factors and current.report.get("windows_signature") != task.windows_signature:
+        data = gpd.read_parquet(current.data_path(layout))
+        hashes = window_hashes(data, task.windows, task.halo_m)
+        result.changed_communes = changed_windows(current.window_hashes, hashes)
+        current.window_hashes = hashes
+        current.report["windows_signature"] = task.windows_signature
+        versions.accept(current)
+    if task.source.slug in {"communes", "iris"}:
+        result.layer_frame = gpd.read_parquet(current.data_path(layout))
+
+
+def write_geoparquet(gdf: gpd.GeoDataFrame, path: Path) -> None:
+    """GeoParquet 1.1 with a bbox covering column, rows in Hilbert order so bbox reads prune row groups."""
+    if len(gdf):
+        order = gdf.geometry.hilbert_distance().argsort(kind="stable")
+        gdf = gdf.iloc[order.to_numpy()].reset_index(drop=True)
+    with atomic_path(path) as tmp:
+        gdf.to_parquet(tmp, schema_version="1.1.0", write_covering_bbox=True, row_group_size=ROW_GROUP_SIZE,
+                       compression="zstd")
