@@ -11,7 +11,7 @@ import geopandas as gpd
 import pytest
 from shapely.geometry import box
 
-from conftest import file_source
+from connectors_helpers import file_source
 from iarbre_assets.connectors import (
     FetchError,
     MissingCRS,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from shapely.geometry import LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon
 
-from conftest import trees_frame
+from connectors_helpers import trees_frame
 from iarbre_assets.connectors import MalformedResponse, ServiceExceptionReport, UnsafeInput
 from iarbre_assets.connectors.gml import (
     parse_feature_collection,

@@ -7,7 +7,7 @@ import json
 import pytest
 import shapely
 
-from conftest import (
+from connectors_helpers import (
     COMMUNE_BBOXES,
     GAS_DATASET,
     cartofriches_source,

@@ -12,7 +12,7 @@ import requests
 import shapely
 from shapely.geometry import LineString
 
-from conftest import BUILDING_TYPENAME, GAS_DATASET, TREE_TYPENAME, buildings_frame, trees_frame
+from connectors_helpers import BUILDING_TYPENAME, GAS_DATASET, TREE_TYPENAME, buildings_frame, trees_frame
 from iarbre_assets.connectors.gml import exception_report, parse_feature_collection, write_feature_collection
 from iarbre_assets.demo.server import GmlIndex, LocalDataServer
 

@@ -8,7 +8,7 @@ from io import BytesIO
 import pandas as pd
 import pytest
 
-from conftest import (
+from connectors_helpers import (
     COMMUNE_BBOXES,
     TREE_TYPENAME,
     buildings_frame,
@@ -223,7 +223,7 @@ def test_ign_needs_commune_boxes(local_server, client):
 def test_ign_type_unknown_to_the_server(local_server, client):
     from iarbre_assets.catalog.models import IgnWfsLocation
 
-    from conftest import make_source
+    from connectors_helpers import make_source
 
     source = make_source(IgnWfsLocation(url=local_server.url + "/wfs/ows", typename="BDTOPO_V3:nope"))
     with pytest.raises(ServiceExceptionReport, match="BDTOPO_V3:nope"):
