@@ -43,16 +43,16 @@ def configure_environment(args: argparse.Namespace) -> None:
 
 def write_instance_config(dagster_home: Path) -> None:
     """A Dagster instance for the platform: no telemetry, one writer at a time on the DuckDB warehouse,
-    and one consolidated SQLite event log (about twice as fast as per-run shards for our many partition
-    events; docs/decisions.md)."""
+    and one consolidated SQLite event log with a pooled engine (our runs record thousands of partition
+    events; see iarbre_assets/instance_storage.py and docs/decisions.md)."""
     dagster_home.mkdir(parents=True, exist_ok=True)
     config = dagster_home / "dagster.yaml"
     if not config.exists():
         config.write_text(
             "telemetry:\n  enabled: false\n"
             "concurrency:\n  pools:\n    granularity: op\n    default_limit: 1\n  runs:\n    max_concurrent_runs: 2\n"
-            "event_log_storage:\n  module: dagster._core.storage.event_log\n"
-            "  class: ConsolidatedSqliteEventLogStorage\n"
+            "event_log_storage:\n  module: iarbre_assets.instance_storage\n"
+            "  class: PooledSqliteEventLogStorage\n"
             f"  config:\n    base_dir: {dagster_home / 'history'}\n",
             encoding="utf-8",
         )
@@ -279,9 +279,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .platform import PlatformError
+    from .provenance.explain import ExplainError
+    from .provenance.report import ReportError
+
     try:
         return args.func(args)
-    except ConfigFileError as exc:
+    except (ConfigFileError, PlatformError, ExplainError, ReportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

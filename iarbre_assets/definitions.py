@@ -23,10 +23,11 @@ from .platform import Platform
 
 
 def _executor():
-    # In-process by default: per-commune work is already spread over a worker pool, and one process per
-    # step would pay the imports ~150 times per run (docs/decisions.md).
+    # In-process by default: per-commune work is already spread over a worker pool, and a process per
+    # step would pay the imports at every step (docs/decisions.md). IARBRE_EXECUTOR=multiprocess for
+    # deployments that want step isolation.
     if os.environ.get("IARBRE_EXECUTOR", "in_process") == "multiprocess":
-        return dg.multiprocess_executor.configured({"max_concurrent": 2})
+        return dg.multiprocess_executor
     return dg.in_process_executor
 
 
@@ -56,9 +57,7 @@ def build_definitions(return_platform: bool = False):
     return (defs, platform) if return_platform else defs
 
 
-defs, platform = build_definitions(return_platform=True)
-
-
-def all_assets_job():
-    """The whole graph as a job, as a module-level target for out-of-process (multiprocess) execution."""
-    return defs.resolve_job_def("materialise_all")
+@dg.definitions
+def defs() -> dg.Definitions:
+    """Loaded lazily by `dagster dev`, `dagster definitions validate` and `dg check defs`."""
+    return build_definitions()

@@ -19,17 +19,27 @@ class RunOutcome:
     failed_steps: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     checks: dict[str, tuple[int, int]] = field(default_factory=dict)
+    failed_checks: list[str] = field(default_factory=list)
+    result: object = None
 
 
-def materialise_all(select: str | None = None, tags: dict | None = None) -> RunOutcome:
+def materialise_all(select=None, tags: dict | None = None, defs=None, platform=None, instance=None) -> RunOutcome:
+    """Materialise every asset (or a selection) for all communes in one in-process run.
+
+    Without arguments it uses the code location's Definitions and the DAGSTER_HOME instance; tests pass
+    their own (built with `build_definitions`) and an instance.
+    """
     from .compute.pool import prestart
 
     prestart()  # workers import the geo stack and GX while this process loads Dagster and the definitions
     import dagster as dg
 
-    from .definitions import defs, platform
+    if defs is None:
+        from .definitions import build_definitions
 
-    instance = dg.DagsterInstance.get()
+        defs, platform = build_definitions(return_platform=True)
+
+    instance = instance or dg.DagsterInstance.get()
     job = defs.resolve_implicit_global_asset_job_def()
     codes = platform.commune_codes
     run_tags = {
@@ -39,13 +49,15 @@ def materialise_all(select: str | None = None, tags: dict | None = None) -> RunO
         **(tags or {}),
     }
     selection = None
-    if select:
+    if isinstance(select, str):
         selection = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+    elif select:
+        selection = [dg.AssetKey.from_coercible(k) for k in select]
     # Dagster's step-by-step DEBUG lines go to the run's event log (see the UI); the console gets warnings.
     run_config = {"loggers": {"console": {"config": {"log_level": os.environ.get("IARBRE_LOG_LEVEL", "WARNING")}}}}
     result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False, run_config=run_config,
                                     asset_selection=list(selection) if selection else None)
-    outcome = RunOutcome(success=result.success, run_id=result.run_id)
+    outcome = RunOutcome(success=result.success, run_id=result.run_id, result=result)
     for event in result.get_asset_materialization_events():
         top = event.asset_key.path[0]
         outcome.materialised[top] = outcome.materialised.get(top, 0) + 1
@@ -60,10 +72,18 @@ def materialise_all(select: str | None = None, tags: dict | None = None) -> RunO
             if user and user.description:
                 message = user.description
             outcome.failures.append(f"{event.step_key}: {message.splitlines()[0] if message else 'failed'}")
-    for evaluation in result.get_asset_check_evaluations():
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        evaluation = event.event_specific_data
         key = evaluation.asset_key.path[0]
         passed, total = outcome.checks.get(key, (0, 0))
         outcome.checks[key] = (passed + int(evaluation.passed), total + 1)
+        if not evaluation.passed:
+            severity = "blocking" if evaluation.severity.value == "ERROR" else "warning"
+            outcome.failed_checks.append(f"{evaluation.asset_key.to_user_string()} {evaluation.check_name} ({severity})")
+            if severity == "blocking":
+                outcome.success = False
     return outcome
 
 
@@ -78,6 +98,8 @@ def print_run_summary(outcome: RunOutcome, elapsed: float) -> None:
     print(f"checks passed: {checks}")
     for failure in outcome.failures:
         print(f"  failed: {failure}")
+    for check in outcome.failed_checks:
+        print(f"  check failed: {check}")
     outputs = [
         ("score (COG)", layout.score / "plantability_score.tif"),
         ("classes (COG)", layout.score / "plantability_class.tif"),

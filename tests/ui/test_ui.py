@@ -1,0 +1,194 @@
+"""The platform as a person sees it: `dagster dev`, a demo run launched through GraphQL, headless Chromium.
+
+Run alone with `pytest -m ui`. Screenshots are written to test-output/ui/ (open the PNGs).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[2]
+OUTPUT = REPO / "test-output" / "ui"
+pytestmark = pytest.mark.ui
+
+ASSET_NODES = """
+{ assetNodes { assetKey { path } dependencyKeys { path } groupName isObservable
+    assetChecksOrError { ... on AssetChecks { checks { name blocking
+        executionForLatestMaterialization { status } } } } } }
+"""
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    message = "headless Chromium is needed for the UI test: apt-get install chromium"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class DagsterDev:
+    def __init__(self, home: Path, port: int):
+        self.home, self.port = home, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = open(home / "dagster-dev.log", "w")
+        env = dict(os.environ, IARBRE_HOME=str(home), IARBRE_TERRITORY="demo", DAGSTER_HOME=str(home / "dagster"))
+        env.pop("IARBRE_DATA_DIR", None)
+        self.process = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(REPO / "workspace.yaml"),
+             "-h", "127.0.0.1", "-p", str(port)],
+            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"dagster dev exited: see {self.log.name}")
+            try:
+                if requests.get(f"{self.url}/server_info", timeout=2).ok:
+                    # the code location may still be loading
+                    data = self.graphql("{ workspaceOrError { ... on Workspace { locationEntries { name "
+                                        "locationOrLoadError { __typename } } } } }")
+                    entries = data["workspaceOrError"]["locationEntries"]
+                    if entries and entries[0]["locationOrLoadError"] and \
+                            entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
+                        return
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        raise TimeoutError("dagster dev did not become ready")
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        response = requests.post(f"{self.url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60)
+        response.raise_for_status()
+        body = response.json()
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGINT)
+            self.process.wait(timeout=20)
+        except (subprocess.TimeoutExpired, ProcessLookupError):
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory):
+    home = tmp_path_factory.mktemp("ui_home")
+    from iarbre_assets.cli import write_instance_config
+
+    write_instance_config(home / "dagster")
+    server = DagsterDev(home, _free_port())
+    try:
+        server.wait_ready()
+        server.graphql("mutation { setNuxSeen }")
+        yield server
+    finally:
+        server.stop()
+
+
+def _launch_demo_run(server: DagsterDev) -> str:
+    communes = _partition_keys(server)
+    mutation = """
+    mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+      __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+      ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } } } }
+    """
+    params = {
+        "selector": {"repositoryLocationName": "iarbre", "repositoryName": "__repository__",
+                     "jobName": "materialise_all"},
+        "executionMetadata": {"tags": [
+            {"key": "dagster/asset_partition_range_start", "value": communes[0]},
+            {"key": "dagster/asset_partition_range_end", "value": communes[-1]},
+        ]},
+    }
+    result = server.graphql(mutation, {"params": params})["launchRun"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    return result["run"]["runId"]
+
+
+def _partition_keys(server: DagsterDev) -> list[str]:
+    data = server.graphql('{ assetNodeOrError(assetKey: {path: ["plantability_score"]}) '
+                          '{ ... on AssetNode { partitionKeys } } }')
+    return data["assetNodeOrError"]["partitionKeys"]
+
+
+def _wait_run(server: DagsterDev, run_id: str, timeout: float = 150) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = server.graphql('query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }', {"id": run_id})
+        status = data["runOrError"]["status"]
+        if status in {"SUCCESS", "FAILURE", "CANCELED"}:
+            return status
+        time.sleep(2)
+    raise TimeoutError(f"run {run_id} did not finish in {timeout} s")
+
+
+def _browse(url: str, png: Path) -> str:
+    chromium = _chromium()
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--hide-scrollbars", "--window-size=1600,1000", "--virtual-time-budget=25000",
+             f"--user-data-dir={png.parent / ('.chromium-' + png.stem)}"]
+    subprocess.run([chromium, *flags, f"--screenshot={png}", url], check=True, capture_output=True, timeout=120)
+    dom = subprocess.run([chromium, *flags, "--dump-dom", url], check=True, capture_output=True, timeout=120)
+    return dom.stdout.decode("utf-8", "replace")
+
+
+def test_demo_run_lineage_checks_and_pages(dagster_dev):
+    started = time.monotonic()
+    run_id = _launch_demo_run(dagster_dev)
+    assert _wait_run(dagster_dev, run_id) == "SUCCESS", (dagster_dev.home / "dagster-dev.log").read_text()[-3000:]
+
+    nodes = {"/".join(n["assetKey"]["path"]): n for n in dagster_dev.graphql(ASSET_NODES)["assetNodes"]}
+    # lineage: the GRDF chain down to the commune mart
+    assert "source/ore_gaz" in {"/".join(d["path"]) for d in nodes["source_by_commune/ore_gaz"]["dependencyKeys"]}
+    assert "source_by_commune/ore_gaz" in {"/".join(d["path"]) for d in nodes["footprint/reseau_gaz"]["dependencyKeys"]}
+    mart = next(k for k in nodes if k.endswith("commune_plantability"))
+    assert nodes[mart]["groupName"] == "marts"
+    groups = {n["groupName"] for n in nodes.values()}
+    assert {"sources", "constraints", "score", "marts", "exports"} <= groups
+    # checks: sources' quality suites and the marts' dbt tests passed on the latest materialisation
+    def statuses(key):
+        checks = nodes[key]["assetChecksOrError"]["checks"]
+        return {c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in checks}
+    assert statuses("source/ore_gaz")["quality_suite"] == "SUCCEEDED"
+    assert statuses("raw/ore_gaz")["delivery"] == "SUCCEEDED"
+    stg_tiles = next(k for k in nodes if k.endswith("stg_tiles"))
+    assert statuses(stg_tiles) and all(s == "SUCCEEDED" for s in statuses(stg_tiles).values())
+    assert all(s == "SUCCEEDED" for s in statuses(mart).values())
+
+    # what a person sees: the lineage of the commune mart and the score asset with its preview
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    lineage_dom = _browse(f"{dagster_dev.url}/assets/{mart}?view=lineage", OUTPUT / "commune_plantability_lineage.png")
+    assert "commune_plantability" in lineage_dom and "stg_tiles" in lineage_dom
+    score_dom = _browse(f"{dagster_dev.url}/assets/plantability_score", OUTPUT / "plantability_score.png")
+    assert "plantability_score" in score_dom
+    assert "data:image/png;base64" in score_dom, "the class preview image is not on the score asset page"
+    for png in ("commune_plantability_lineage.png", "plantability_score.png"):
+        assert (OUTPUT / png).stat().st_size > 20_000, f"{png} looks blank"
+    assert time.monotonic() - started < 180
