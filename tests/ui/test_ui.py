@@ -6,7 +6,6 @@ Run alone with `pytest -m ui`. Screenshots are written to test-output/ui/ (open 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import requests
+
+from ui_browser import Browser, chromium_path
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output" / "ui"
@@ -28,11 +29,9 @@ ASSET_NODES = """
 """
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
+def _require_chromium() -> None:
+    if chromium_path():
+        return
     message = "headless Chromium is needed for the UI test: apt-get install chromium"
     if os.environ.get("CI"):
         pytest.fail(message)
@@ -148,18 +147,8 @@ def _wait_run(server: DagsterDev, run_id: str, timeout: float = 150) -> str:
     raise TimeoutError(f"run {run_id} did not finish in {timeout} s")
 
 
-def _browse(url: str, png: Path) -> str:
-    chromium = _chromium()
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--hide-scrollbars", "--window-size=1600,1000", "--virtual-time-budget=25000",
-             f"--user-data-dir={png.parent / ('.chromium-' + png.stem)}"]
-    subprocess.run([chromium, *flags, f"--screenshot={png}", url], check=True, capture_output=True, timeout=120)
-    dom = subprocess.run([chromium, *flags, "--dump-dom", url], check=True, capture_output=True, timeout=120)
-    return dom.stdout.decode("utf-8", "replace")
-
-
 def test_demo_run_lineage_checks_and_pages(dagster_dev):
+    _require_chromium()
     started = time.monotonic()
     run_id = _launch_demo_run(dagster_dev)
     assert _wait_run(dagster_dev, run_id) == "SUCCESS", (dagster_dev.home / "dagster-dev.log").read_text()[-3000:]
@@ -182,13 +171,31 @@ def test_demo_run_lineage_checks_and_pages(dagster_dev):
     assert statuses(stg_tiles) and all(s == "SUCCEEDED" for s in statuses(stg_tiles).values())
     assert all(s == "SUCCEEDED" for s in statuses(mart).values())
 
-    # what a person sees: the lineage of the commune mart and the score asset with its preview
+    # what a person sees: the lineage of the commune mart, and the score asset with its class preview
     OUTPUT.mkdir(parents=True, exist_ok=True)
-    lineage_dom = _browse(f"{dagster_dev.url}/assets/{mart}?view=lineage", OUTPUT / "commune_plantability_lineage.png")
-    assert "commune_plantability" in lineage_dom and "stg_tiles" in lineage_dom
-    score_dom = _browse(f"{dagster_dev.url}/assets/plantability_score", OUTPUT / "plantability_score.png")
-    assert "plantability_score" in score_dom
-    assert "data:image/png;base64" in score_dom, "the class preview image is not on the score asset page"
-    for png in ("commune_plantability_lineage.png", "plantability_score.png"):
+    browser = Browser(dagster_dev.home / "chromium-profile")
+    try:
+        browser.open(f"{dagster_dev.url}/assets/{mart}?view=lineage", wait_for_text="stg_tiles")
+        time.sleep(2)  # let the graph layout settle
+        text = browser.text()
+        assert "commune_plantability" in text and "stg_tiles" in text
+        browser.screenshot(OUTPUT / "commune_plantability_lineage.png")
+        # the whole upstream lineage, back to the partners' raw sources
+        browser.click_text("Upstream")
+        browser.click_text("All")
+        browser.wait("document.body.innerText.includes('ore_gaz')", timeout=30)
+        time.sleep(2)
+        browser.screenshot(OUTPUT / "commune_plantability_lineage_upstream.png")
+
+        browser.open(f"{dagster_dev.url}/assets/plantability_score", wait_for_text="preview")
+        browser.screenshot(OUTPUT / "plantability_score.png")
+        browser.click_text("[Show Markdown]")
+        browser.wait("[...document.images].some(i => i.src.startsWith('data:image/png') && i.naturalWidth > 100)")
+        time.sleep(1)
+        browser.screenshot(OUTPUT / "plantability_score_preview.png")
+    finally:
+        browser.close()
+    for png in ("commune_plantability_lineage.png", "commune_plantability_lineage_upstream.png",
+                "plantability_score.png", "plantability_score_preview.png"):
         assert (OUTPUT / png).stat().st_size > 20_000, f"{png} looks blank"
     assert time.monotonic() - started < 180
