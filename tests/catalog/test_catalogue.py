@@ -126,3 +126,12 @@ def test_duplicate_yaml_key_is_refused(tmp_path):
     with pytest.raises(ConfigFileError, match=r"duplicate key 'aerodromes'") as excinfo:
         load_catalog(path)
     assert str(path) in str(excinfo.value)
+
+
+def test_rendered_catalogue_documentation_is_up_to_date():
+    from iarbre_assets.catalog.render import render_catalogue_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "catalogue.md"
+    assert doc.read_text(encoding="utf-8") == render_catalogue_markdown(load_catalog()), \
+        "docs/catalogue.md is stale: run `iarbre catalogue`"
+    assert "| 37 | QPV |" in doc.read_text(encoding="utf-8")
