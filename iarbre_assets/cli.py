@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Materialise every asset (sources, constraints, score, marts, exports) in one "
                                    "Dagster run recorded in the instance, then print where the outputs are.")
     common(p)
-    p.add_argument("--select", help="Dagster asset selection string (default: everything)")
+    p.add_argument("--select", help="Dagster asset selection, e.g. 'group:sources' or "
+                                    "'key:plantability_score or key:tiles' (default: everything)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("ui", help="start the Dagster UI on the same data directory",

@@ -50,7 +50,12 @@ def materialise_all(select=None, tags: dict | None = None, defs=None, platform=N
     }
     selection = None
     if isinstance(select, str):
-        selection = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+        try:
+            selection = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
+        except dg.DagsterInvalidAssetSelectionError as exc:
+            from .platform import PlatformError
+
+            raise PlatformError(f"--select {select!r}: {exc} (e.g. 'group:score' or 'key:tiles')") from None
     elif select:
         selection = [dg.AssetKey.from_coercible(k) for k in select]
     # Dagster's step-by-step DEBUG lines go to the run's event log (see the UI); the console gets warnings.

@@ -12,10 +12,11 @@ from dagster import AssetExecutionContext
 import geopandas as gpd
 import pyarrow.parquet as pq
 import pyogrio
+import shapely
 
-from ..compute.scoring import CLASS_NODATA, SCORE_NODATA, score_paths
-from ..geo.raster_io import mosaic_to_cog, read_geotiff
-from ..geo.vectorise import class_polygons
+from ..compute.pool import map_tasks
+from ..compute.scoring import CLASS_NODATA, SCORE_NODATA, run_class_polygons, score_paths
+from ..geo.raster_io import mosaic_to_cog
 from ..paths import atomic_path, atomic_write_bytes
 from ..platform import Platform
 from .common import EAGER, GROUP_EXPORTS, STEWARDS
@@ -71,12 +72,15 @@ def build_class_gpkg(platform: Platform) -> dg.AssetsDefinition:
         labels = {c.class_: c.label for c in platform.catalogue.classes}
         colours = platform.catalogue.class_colours()
         rows = []
-        for code in platform.commune_codes:
-            classes, window, _ = read_geotiff(score_paths(str(platform.layout.score), code)[1])
-            for cls, geometry in class_polygons(classes, window, nodata=CLASS_NODATA):
-                rows.append({"commune": code, "class": int(cls), "label": labels.get(int(cls), ""),
-                             "colour": colours.get(int(cls), ""), "area_m2": float(geometry.area),
-                             "geometry": geometry})
+        paths = [str(score_paths(str(platform.layout.score), code)[1]) for code in platform.commune_codes]
+        cells = {path: platform.windows[code].width * platform.windows[code].height
+                 for code, path in zip(platform.commune_codes, paths)}
+        parts = map_tasks(run_class_polygons, paths, size=cells.__getitem__)
+        for code, polygons in zip(platform.commune_codes, parts):
+            for cls, wkb in polygons:
+                geometry = shapely.from_wkb(wkb)
+                rows.append({"commune": code, "class": cls, "label": labels.get(cls, ""),
+                             "colour": colours.get(cls, ""), "area_m2": float(geometry.area), "geometry": geometry})
         frame = gpd.GeoDataFrame(rows, geometry="geometry", crs="EPSG:2154")
         out = platform.layout.exports / "plantability_classes.gpkg"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -32,9 +32,8 @@ from ..compute.scoring import (
     run_tiles,
     score_paths,
 )
-from ..geo.preview import class_preview_png
+from ..geo.preview import class_preview_png, paste_samples, preview_lattice, sample_on_lattice
 from ..geo.raster_io import read_geotiff
-from ..geo.score import classify
 from ..paths import atomic_write_text
 from ..platform import Platform
 from ..provenance.source_versions import SourceVersions
@@ -118,34 +117,16 @@ def preview_markdown(png: bytes, caption: str) -> dg.MetadataValue:
     return dg.MetadataValue.md(f"![{caption}](data:image/png;base64,{encoded})\n\n{caption}")
 
 
-def class_preview(platform: Platform, communes: list[str], class_arrays=None, max_px: int = 480) -> bytes:
-    """A PNG of the class map over the communes' windows, downsampled (cells, never 1 m)."""
-    from ..geo.grid import window_for_bounds
+def class_preview(platform: Platform, communes: list[str], samples=None, max_px: int = 480) -> bytes:
+    """A PNG of the class map over the communes' windows, sampled on a coarse lattice (cells, never 1 m).
 
-    windows = [platform.windows[c] for c in communes]
-    xmin = min(w.xmin for w in windows)
-    ymax = max(w.ymax for w in windows)
-    xmax = max(w.xmax for w in windows)
-    ymin = min(w.ymin for w in windows)
-    extent = window_for_bounds((xmin, ymin, xmax, ymax), cell=windows[0].cell)
-    step = max(1, int(np.ceil(max(extent.width, extent.height) / max_px)))
-    canvas = np.full(((extent.height + step - 1) // step, (extent.width + step - 1) // step), CLASS_NODATA, np.uint8)
-    for commune in communes:
-        if class_arrays is not None:
-            classes = class_arrays[commune]
-        else:
-            classes = read_geotiff(score_paths(str(platform.layout.score), commune)[1])[0]
-        window = platform.windows[commune]
-        row_off, col_off = window.offset_in(extent)
-        # sample the cells that fall on the canvas lattice
-        r0 = (-row_off) % step
-        c0 = (-col_off) % step
-        sample = classes[r0::step, c0::step]
-        rr = (row_off + r0) // step
-        cc = (col_off + c0) // step
-        target = canvas[rr:rr + sample.shape[0], cc:cc + sample.shape[1]]
-        sample = sample[: target.shape[0], : target.shape[1]]
-        np.copyto(target, sample, where=sample != CLASS_NODATA)
+    `samples` come from the workers (see compute/scoring.run_score); otherwise the class rasters are read.
+    """
+    extent, step = preview_lattice([platform.windows[c] for c in communes], max_px)
+    if samples is None:
+        samples = [sample_on_lattice(read_geotiff(score_paths(str(platform.layout.score), c)[1])[0],
+                                     platform.windows[c], extent, step) for c in communes]
+    canvas = paste_samples(samples, extent, step, CLASS_NODATA)
     return class_preview_png(canvas, platform.catalogue.class_colours(), nodata=CLASS_NODATA, max_px=max_px)
 
 
@@ -182,10 +163,13 @@ def build_score_asset(platform: Platform) -> dg.AssetsDefinition:
         layer = communes_layer(platform)
         out_dir = str(platform.layout.score)
         run_id = context.run.run_id
+        breaks = [(b.max, b.class_) for b in platform.catalogue.scoring.class_breaks]
+        extent, step = preview_lattice([platform.windows[c] for c in context.partition_keys], 480)
         tasks = [
             ScoreTask(commune=code, window=platform.windows[code], factors=factor_inputs(platform, code),
                       communes=layer, out_dir=out_dir, blocked_score=platform.catalogue.scoring.blocked_score,
-                      run_id=run_id, provenance=commune_provenance(platform, code))
+                      run_id=run_id, provenance=commune_provenance(platform, code), class_breaks=breaks,
+                      class_above=platform.catalogue.scoring.class_above, preview=(extent, step))
             for code in context.partition_keys
         ]
         records = map_tasks(run_score, tasks, size=lambda t: t.window.width * t.window.height)
@@ -197,14 +181,7 @@ def build_score_asset(platform: Platform) -> dg.AssetsDefinition:
         rows = [{"commune": r["commune"], "cells": r["cells"], "blocked": r["blocked_cells"],
                  "min": _round(r["score_min"]), "mean": _round(r["score_mean"]), "max": _round(r["score_max"]),
                  "sha256": r["score_sha256"][:12]} for r in records]
-        breaks = [(b.max, b.class_) for b in platform.catalogue.scoring.class_breaks]
-        class_arrays = {
-            t.commune: classify(read_geotiff(score_paths(out_dir, t.commune)[0])[0], breaks,
-                                platform.catalogue.scoring.class_above, nodata_in=SCORE_NODATA,
-                                nodata_out=CLASS_NODATA)
-            for t in tasks
-        }
-        png = class_preview(platform, list(context.partition_keys), class_arrays)
+        png = class_preview(platform, list(context.partition_keys), [r.pop("preview") for r in records])
         cells = sum(r["cells"] for r in records)
         return dg.MaterializeResult(
             metadata={

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from ..geo.grid import Window, cell_owner
 from ..geo.raster_io import read_geotiff, write_geotiff
+from ..geo.preview import sample_on_lattice
 from ..geo.score import classify, factor_stats, meta_sums, score_cells, top_factors
 from ..paths import atomic_path, atomic_write_text
 from .constraints import COVERAGE_NODATA, CommuneLayer, commune_mask
@@ -48,6 +49,9 @@ class ScoreTask:
     blocked_score: float
     run_id: str = ""
     provenance: dict = field(default_factory=dict)
+    class_breaks: list = field(default_factory=list)
+    class_above: int = 10
+    preview: tuple | None = None  # (extent Window, step): return a class sample for the run's preview
 
 
 @dataclass
@@ -123,6 +127,11 @@ def run_score(task: ScoreTask) -> dict:
         "provenance": task.provenance,
     }
     atomic_write_text(sidecar, json.dumps(record, indent=1, ensure_ascii=False, default=str))
+    if task.preview is not None:
+        extent, step = task.preview
+        classes = classify(result.score, task.class_breaks, task.class_above, nodata_in=SCORE_NODATA,
+                           nodata_out=CLASS_NODATA)
+        record["preview"] = sample_on_lattice(classes, task.window, extent, step)
     return record
 
 
@@ -233,3 +242,13 @@ def _with_geoparquet_geometry(table: pa.Table, geometry) -> pa.Table:
     metadata = dict(table.schema.metadata or {})
     metadata[b"geo"] = json.dumps(meta).encode()
     return table.replace_schema_metadata(metadata)
+
+
+def run_class_polygons(class_path: str) -> list[tuple[int, bytes]]:
+    """The class polygons of one commune, dissolved per class, as (class, WKB)."""
+    import shapely
+
+    from ..geo.vectorise import class_polygons
+
+    classes, window, _ = read_geotiff(class_path)
+    return [(int(cls), shapely.to_wkb(geometry)) for cls, geometry in class_polygons(classes, window, nodata=CLASS_NODATA)]

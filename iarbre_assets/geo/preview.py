@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from typing import Sequence
 
 import numpy as np
 
@@ -78,3 +79,32 @@ def class_preview_png(
             _chunk(b"IEND", b""),
         ]
     )
+
+
+def preview_lattice(windows: Sequence, max_px: int = 512):
+    """The extent (a grid Window covering `windows`) and the cell step of a preview at most `max_px` wide."""
+    from .grid import window_for_bounds
+
+    xmin, ymax = min(w.xmin for w in windows), max(w.ymax for w in windows)
+    xmax, ymin = max(w.xmax for w in windows), min(w.ymin for w in windows)
+    extent = window_for_bounds((xmin, ymin, xmax, ymax), cell=windows[0].cell)
+    step = max(1, int(np.ceil(max(extent.width, extent.height) / max_px)))
+    return extent, step
+
+
+def sample_on_lattice(values: np.ndarray, window, extent, step: int) -> tuple[int, int, np.ndarray]:
+    """Every `step`-th cell of `values` (on `window`) that falls on the preview lattice of `extent`:
+    (row, col) of the sample's first cell in the preview canvas, and the sample."""
+    row_off, col_off = window.offset_in(extent)
+    r0, c0 = (-row_off) % step, (-col_off) % step
+    return (row_off + r0) // step, (col_off + c0) // step, values[r0::step, c0::step].copy()
+
+
+def paste_samples(samples, extent, step: int, nodata: int) -> np.ndarray:
+    """Assemble samples from `sample_on_lattice` into one preview canvas (nodata where none)."""
+    canvas = np.full(((extent.height + step - 1) // step, (extent.width + step - 1) // step), nodata, np.uint8)
+    for row, col, sample in samples:
+        target = canvas[row:row + sample.shape[0], col:col + sample.shape[1]]
+        sample = sample[: target.shape[0], : target.shape[1]]
+        np.copyto(target, sample, where=sample != nodata)
+    return canvas
