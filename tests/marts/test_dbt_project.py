@@ -170,6 +170,9 @@ def test_prepare_manifest_is_idempotent_and_fast():
 def test_dbt_vars_match_the_catalogue_and_territory_grids():
     project = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())
     assert project["vars"]["classes"] == sorted(c.class_ for c in load_catalog().classes)
+    catalogue = load_catalog()
+    assert project["vars"]["top_factors"] == catalogue.scoring.top_factors
+    assert project["vars"]["aggregated_top_groups"] == [m.slug for m in catalogue.meta_factors if m.aggregate_in_top]
     for path in sorted(TERRITORIES_DIR.glob("*.yaml")):
         grid = load_territory(path).grid
         assert project["vars"]["cell_area_m2"] == grid.cell_size_m ** 2, path.name
