@@ -134,3 +134,21 @@ def test_explain_matches_the_published_rasters(demo_run):
         present = [f for f in e["factors"] if f["coverage_pct"] > 0]
         assert present and all(s["raw_sha256"] and s["partner"] for f in present for s in f["sources"])
         assert e["run_id"] == demo_run.outcome.run_id
+
+
+def test_normalised_sources_are_geoparquet_1_1_with_bbox_covering(demo_run):
+    import pyarrow.parquet as pq
+
+    from iarbre_assets.provenance.source_versions import SourceVersions
+
+    platform = demo_run.platform
+    for slug in platform.sources:
+        current = SourceVersions(platform.layout, slug).current()
+        path = current.data_path(platform.layout)
+        geo = json.loads(pq.read_schema(path).metadata[b"geo"])
+        assert geo["version"] == "1.1.0", slug
+        column = geo["columns"][geo["primary_column"]]
+        assert "covering" in column and "bbox" in column["covering"], slug
+        assert column["crs"]["id"]["code"] == 2154, slug
+        frame = gpd.read_parquet(path)
+        assert frame.crs.to_epsg() == 2154 and frame.geometry.is_valid.all() and not frame.has_z.any(), slug

@@ -23,7 +23,9 @@ OUTPUT = REPO / "test-output" / "ui"
 pytestmark = pytest.mark.ui
 
 ASSET_NODES = """
-{ assetNodes { assetKey { path } dependencyKeys { path } groupName isObservable
+{ assetNodes { assetKey { path } dependencyKeys { path } groupName isObservable kinds
+    owners { ... on TeamAssetOwner { team } ... on UserAssetOwner { email } }
+    assetMaterializations(limit: 1) { tags { key value } }
     assetChecksOrError { ... on AssetChecks { checks { name blocking
         executionForLatestMaterialization { status } } } } } }
 """
@@ -170,6 +172,21 @@ def test_demo_run_lineage_checks_and_pages(dagster_dev):
     stg_tiles = next(k for k in nodes if k.endswith("stg_tiles"))
     assert statuses(stg_tiles) and all(s == "SUCCEEDED" for s in statuses(stg_tiles).values())
     assert all(s == "SUCCEEDED" for s in statuses(mart).values())
+    # the sources group: every source with its partner as owner, its kinds, its checks and its version
+    from iarbre_assets.catalog import load_catalog, load_territory
+
+    catalogue = load_catalog()
+    for slug, source in load_territory("demo").source_defs(catalogue).items():
+        for prefix in ("raw", "source"):
+            node = nodes[f"{prefix}/{slug}"]
+            assert node["groupName"] == "sources"
+            teams = {o.get("team") for o in node["owners"]}
+            assert source.partner.replace("_", "-") in teams and "data-stewards" in teams, (slug, teams)
+            assert node["kinds"], slug
+            version = {t["key"]: t["value"] for t in node["assetMaterializations"][0]["tags"]}
+            assert version.get("dagster/data_version"), (slug, prefix)
+        assert statuses(f"source/{slug}")["quality_suite"] == "SUCCEEDED", slug
+        assert "partner_freshness" in statuses(f"raw/{slug}")
 
     # what a person sees: the lineage of the commune mart, and the score asset with its class preview
     OUTPUT.mkdir(parents=True, exist_ok=True)
@@ -187,6 +204,10 @@ def test_demo_run_lineage_checks_and_pages(dagster_dev):
         time.sleep(2)
         browser.screenshot(OUTPUT / "commune_plantability_lineage_upstream.png")
 
+        browser.open(f"{dagster_dev.url}/asset-groups/sources", wait_for_text="ore_gaz")
+        time.sleep(2)
+        browser.screenshot(OUTPUT / "sources_group.png")
+
         browser.open(f"{dagster_dev.url}/assets/plantability_score", wait_for_text="preview")
         browser.screenshot(OUTPUT / "plantability_score.png")
         browser.click_text("[Show Markdown]")
@@ -196,6 +217,6 @@ def test_demo_run_lineage_checks_and_pages(dagster_dev):
     finally:
         browser.close()
     for png in ("commune_plantability_lineage.png", "commune_plantability_lineage_upstream.png",
-                "plantability_score.png", "plantability_score_preview.png"):
+                "sources_group.png", "plantability_score.png", "plantability_score_preview.png"):
         assert (OUTPUT / png).stat().st_size > 20_000, f"{png} looks blank"
     assert time.monotonic() - started < 180
