@@ -71,11 +71,19 @@ def ensure_demo_data(quiet: bool = False) -> Path | None:
     from .paths import iarbre_home
 
     data_dir = load_territory("demo").data_dir_path(iarbre_home())
-    if not is_generated(data_dir):
-        started = time.perf_counter()
-        generate_demo(data_dir)
-        if not quiet:
-            print(f"generated the demo territory in {data_dir} ({time.perf_counter() - started:.1f} s)")
+    if is_generated(data_dir):
+        return data_dir
+    import fcntl
+
+    # `dagster dev` loads the definitions in several processes at once: one of them generates
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(data_dir.parent / f".{data_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_generated(data_dir):
+            started = time.perf_counter()
+            generate_demo(data_dir)
+            if not quiet:
+                print(f"generated the demo territory in {data_dir} ({time.perf_counter() - started:.1f} s)")
     return data_dir
 
 
