@@ -16,13 +16,11 @@ from pathlib import Path
 
 import dagster as dg
 from dagster import AssetExecutionContext
-import numpy as np
 
 from ..compute.constraints import coverage_paths, footprint_paths
 from ..compute.pool import map_tasks
 from ..compute.scoring import (
     CLASS_NODATA,
-    SCORE_NODATA,
     ClassTask,
     FactorInput,
     ScoreTask,

@@ -359,10 +359,10 @@ class Builder:
         ]
         for slug, name in specs:
             rng = self.rng(slug)
-            idx, lines = ss.network(city, name, rng)
+            _, lines = ss.network(city, name, rng)
             if len(lines) == 0:  # every layer non-empty: the busiest street carries it
                 s = int(np.argmax(city.streets.u * (city.streets.cls + 1)))
-                idx, lines = np.array([s]), ss.offset_lines(city, np.array([s]), np.array([1.0]))
+                lines = ss.offset_lines(city, np.array([s]), np.array([1.0]))
             n = len(lines)
             insee, nom = self.communes(lines)
             length = np.round(shapely.length(lines), 2)

@@ -6,9 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from connectors_helpers import *  # noqa: F401,F403 - the fixtures below use them
-from connectors_helpers import LYON_DIR, buildings_frame, cartofriches, datafair, friches_frame, gas_frame, trees_frame
-from iarbre_assets.connectors import HttpClient
+from connectors_helpers import (
+    BUILDING_TYPENAME,
+    GAS_DATASET,
+    LYON_DIR,
+    TREE_TYPENAME,
+    buildings_frame,
+    friches_frame,
+    gas_frame,
+    trees_frame,
+)
+from iarbre_assets.connectors import HttpClient, cartofriches, datafair
 from iarbre_assets.connectors.gml import write_feature_collection
 from iarbre_assets.demo.server import LocalDataServer
 

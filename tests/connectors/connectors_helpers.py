@@ -8,7 +8,6 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import pytest
 from shapely.geometry import LineString, Point, box
 
 from iarbre_assets.catalog.models import (
@@ -19,10 +18,6 @@ from iarbre_assets.catalog.models import (
     SourceDef,
     WfsLocation,
 )
-from iarbre_assets.connectors import HttpClient
-from iarbre_assets.connectors import cartofriches, datafair
-from iarbre_assets.connectors.gml import write_feature_collection
-from iarbre_assets.demo.server import LocalDataServer
 
 sys.path.insert(0, str(Path(__file__).parent))  # connectors_fakeserver.py
 
