@@ -21,7 +21,7 @@ import geopandas as gpd
 from dagster import AssetExecutionContext
 
 from ..catalog import SourceDef
-from ..catalog.models import FileLocation
+from ..catalog.models import FileLocation, location_summary
 from ..compute.ingest import IngestResult, IngestTask, run_ingest
 from ..compute.pool import map_tasks, worker_count
 from ..platform import Platform
@@ -48,12 +48,7 @@ POLL_REMOTE = dg.AutomationCondition.on_cron("0 5 * * *", "Europe/Paris")
 
 def _describe(source: SourceDef, platform: Platform) -> str:
     partner = platform.catalogue.partners.get(source.partner)
-    loc = source.location
-    where = getattr(loc, "url", None) or getattr(loc, "path", "")
-    if getattr(loc, "typename", None):
-        where += f" (typename {loc.typename})"
-    if getattr(loc, "layer", None):
-        where += f" (layer {loc.layer})"
+    where = location_summary(source.location)
     return (
         f"{source.label}. Partner: {partner.name if partner else source.partner}. "
         f"Origin: {source.connector} {where}. Licence: {source.licence}. Expected cadence: {source.cadence}."

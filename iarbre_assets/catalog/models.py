@@ -10,7 +10,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SLUG_PATTERN = r"^[a-z][a-z0-9_]*$"
 Slug = Annotated[str, Field(pattern=SLUG_PATTERN, max_length=64)]
@@ -102,6 +102,15 @@ def cadence_to_timedelta(cadence: str) -> timedelta:
     return timedelta(days=365 * years + 30 * months + 7 * weeks + days)
 
 
+def _valid_cadence(value: str) -> str:
+    cadence_to_timedelta(value)
+    return value
+
+
+# How often a partner is expected to publish, as an ISO 8601 duration (P1M, P6M, P1Y...).
+Cadence = Annotated[str, AfterValidator(_valid_cadence)]
+
+
 class ClassBreak(Strict):
     max: float
     class_: int = Field(alias="class")
@@ -152,14 +161,8 @@ class SourceDef(Strict):
     columns: dict[str, ColumnType] = Field(default_factory=dict)
     known_values: dict[str, list[Union[int, float, str]]] = Field(default_factory=dict)
     split_multipart: bool = False
-    cadence: str
+    cadence: Cadence
     licence: str
-
-    @field_validator("cadence")
-    @classmethod
-    def _cadence(cls, value: str) -> str:
-        cadence_to_timedelta(value)
-        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "SourceDef":
@@ -193,6 +196,18 @@ class Where(Strict):
     @property
     def negated(self) -> bool:
         return self.not_in is not None
+
+
+def location_summary(location) -> str:
+    """A one-line description of where a source is read: URL or file, with typename, layer, filter."""
+    where = getattr(location, "url", None) or getattr(location, "path", "")
+    if getattr(location, "typename", None):
+        where += f" (typename {location.typename})"
+    if getattr(location, "layer", None):
+        where += f" (layer {location.layer})"
+    if getattr(location, "qs", None):
+        where += f" (qs {location.qs})"
+    return where
 
 
 class FixedBuffer(Strict):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .models import Catalogue, ColumnBuffer, FactorDef, FixedBuffer
+from .models import Catalogue, ColumnBuffer, FactorDef, FixedBuffer, location_summary
 
 
 def _buffer(factor: FactorDef) -> str:
@@ -69,14 +69,7 @@ def render_catalogue_markdown(catalogue: Catalogue) -> str:
               "| Source | Dataset | Partner | Connector | Reference location | Geometry | Columns | Cadence | Licence |",
               "|---|---|---|---|---|---|---|---|---|"]
     for slug, s in catalogue.sources.items():
-        loc = s.location
-        where = getattr(loc, "url", None) or getattr(loc, "path", "")
-        if getattr(loc, "typename", None):
-            where += f" `{loc.typename}`"
-        if getattr(loc, "layer", None):
-            where += f" layer `{loc.layer}`"
-        if getattr(loc, "qs", None):
-            where += f" qs `{loc.qs}`"
+        where = location_summary(s.location)
         columns = ", ".join(f"`{c}`: {t}" for c, t in s.columns.items()) or "—"
         partner = catalogue.partners[s.partner].name
         lines.append(f"| `{slug}` | {s.label} | {partner} | {s.connector} | {where} | {s.geometry} | {columns} | "

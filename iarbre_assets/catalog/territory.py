@@ -10,13 +10,13 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from .models import (
+    Cadence,
     Catalogue,
     FactorDef,
     Location,
     Slug,
     SourceDef,
     Strict,
-    cadence_to_timedelta,
 )
 
 PLATFORM_CRS = "EPSG:2154"
@@ -71,14 +71,8 @@ class LayerSpec(Strict):
     name_field: str
     commune_field: str | None = None
     synthetic: bool = False
-    cadence: str = "P1Y"
+    cadence: Cadence = "P1Y"
     licence: str
-
-    @field_validator("cadence")
-    @classmethod
-    def _cadence(cls, value: str) -> str:
-        cadence_to_timedelta(value)
-        return value
 
 
 class LocalServer(Strict):
