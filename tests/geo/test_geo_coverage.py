@@ -134,3 +134,76 @@ def test_reference_grid_moves_with_the_raw_corner(reference_method):
     assert (ref_transform.c, ref_transform.f) == (X0 + 1.3, Y0 + 0.7)
     window = window_for_bounds(bounds)
     assert (window.xmin, window.ymax, window.width, window.height) == (X0, Y0 + 5, 5, 6)
+
+
+# ------------------------------------------------------------------------------------------------
+# Masked coverage (a commune's own cells) and the burn step
+# ------------------------------------------------------------------------------------------------
+def _blob_mask(window: Window) -> np.ndarray:
+    """An irregular set of cells: a disc in the north-west plus a thin strip in the south-east corner."""
+    rows, cols = np.indices(window.shape)
+    disc = (rows - 8) ** 2 + (cols - 10) ** 2 < 50
+    strip = (rows >= window.height - 2) & (cols >= window.width - 6)
+    return disc | strip
+
+
+@pytest.mark.parametrize("tile_cells", [7, 16, 256])
+def test_masked_coverage_keeps_every_masked_value_and_skips_unmasked_tiles(tile_cells):
+    rng = np.random.default_rng(32)
+    window = Window(X0, Y0, 40, 30)
+    polys = random_polygons(rng, window, 40)
+    mask = _blob_mask(window)
+    full = coverage_percent(polys, window, tile_cells=tile_cells)
+    masked = coverage_percent(polys, window, tile_cells=tile_cells, mask=mask)
+    assert np.array_equal(masked[mask], full[mask])
+    assert np.array_equal(masked[mask], coverage_bruteforce(polys, window)[mask])
+    assert full[mask].any() and full[~mask].any()
+    # a tile holding no masked cell is not rasterised at all: it reads 0 although polygons cover it
+    for rows, cols, _ in window.tiles(tile_cells):
+        if not mask[rows, cols].any():
+            assert not masked[rows, cols].any()
+    if tile_cells == 7:
+        # the tile holding the disc's eastern end: only the masked cells' bounding rows/cols are rasterised
+        assert (masked[0:7, 14:21][:, 4:] == 0).all() and full[0:7, 18:21].any()
+
+
+def test_masked_coverage_refuses_a_mask_of_another_shape():
+    window = Window(X0, Y0, 6, 4)
+    with pytest.raises(ValueError, match="mask has shape"):
+        coverage_percent([shapely.box(X0, Y0 - 10, X0 + 10, Y0)], window, mask=np.ones((4, 5), dtype=bool))
+
+
+def test_all_false_mask_rasterises_nothing():
+    window = Window(X0, Y0, 6, 4)
+    cov = coverage_percent([shapely.box(X0, Y0 - 20, X0 + 30, Y0)], window, mask=np.zeros((4, 6), dtype=bool))
+    assert cov.shape == (4, 6) and not cov.any()
+
+
+def test_burn_step_equals_rasterio_rasterize_including_edges_through_pixel_centres():
+    import rasterio
+    from rasterio.features import rasterize
+
+    from iarbre_assets.geo.coverage import burn_polygons, geojson_polygons
+    from iarbre_assets.geo.footprint import polygonal_parts
+
+    rng = np.random.default_rng(4)
+    window = Window(X0, Y0, 12, 10)
+    polys = list(random_polygons(rng, window, 25))
+    # edges exactly on sub-pixel centres (x or y = .5 m) and on sub-pixel edges, a horizontal edge on a
+    # scanline, a hole, and a triangle whose slanted edge passes through centres
+    polys += [
+        shapely.box(X0 + 3.5, Y0 - 20.5, X0 + 9.5, Y0 - 10.5),
+        shapely.box(X0 + 20, Y0 - 30, X0 + 31, Y0 - 21),
+        shapely.Polygon([(X0 + 40.5, Y0 - 40.5), (X0 + 50.5, Y0 - 40.5), (X0 + 40.5, Y0 - 30.5)]),
+        shapely.box(X0 + 10, Y0 - 45, X0 + 30, Y0 - 35).difference(shapely.box(X0 + 15.5, Y0 - 41.5, X0 + 20.5, Y0 - 38.5)),
+    ]
+    shapes = geojson_polygons(polygonal_parts(polys))
+    fine_shape = (window.height * 5, window.width * 5)
+    transform = window.subpixel_transform(1.0)
+    expected = rasterize(shapes, out_shape=fine_shape, transform=transform, fill=0, default_value=1,
+                         all_touched=False, dtype="uint8")
+    burned = np.zeros(fine_shape, dtype=np.uint8)
+    with rasterio.Env():
+        burn_polygons(shapes, burned, transform)
+    assert np.array_equal(burned, expected)
+    assert 0 < expected.mean() < 1

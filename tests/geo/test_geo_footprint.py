@@ -203,3 +203,81 @@ def test_footprint_refuses_another_crs(catalogue):
     gdf = gpd.GeoDataFrame(geometry=[shapely.Point(1_842_000, 5_175_000)], crs="EPSG:3946")
     with pytest.raises(ValueError, match="EPSG:3946.*expected EPSG:2154"):
         factor_footprint(gdf, catalogue.factor("reseau_gaz"))
+
+
+# ------------------------------------------------------------------------------------------------
+# Selecting the features that can reach a set of cells (a commune's own cells)
+# ------------------------------------------------------------------------------------------------
+def test_cell_area_finds_boxes_within_reach_of_its_cells():
+    from iarbre_assets.geo.footprint import CellArea
+
+    # 10 x 10 cells of 5 m, top-left (X0, Y0); one cell owned: row 4, col 6 -> x in [X0+30, X0+35],
+    # y in [Y0-25, Y0-20]
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[4, 6] = True
+    exact = CellArea.from_mask(mask, X0, Y0, 5.0, block=1)
+    boxes = np.array([
+        [X0 + 31, Y0 - 24, X0 + 32, Y0 - 23],  # inside the cell
+        [X0 + 36.9, Y0 - 24, X0 + 40, Y0 - 23],  # 1.9 m east of it
+        [X0 + 37.1, Y0 - 24, X0 + 40, Y0 - 23],  # 2.1 m east of it
+        [X0 + 10, Y0 - 19, X0 + 28.5, Y0 - 18],  # 1.5 m west and 1 m north (diagonal: box test)
+        [X0 + 30, Y0 - 60, X0 + 35, Y0 - 50],  # outside the window, 25 m south
+        [np.nan] * 4,  # an empty geometry
+    ])
+    assert exact.reached_by(boxes, 2.0).tolist() == [True, True, False, True, False, False]
+    assert exact.reached_by(boxes, 0.0).tolist() == [True, False, False, False, False, False]
+    assert exact.reached_by(boxes, 25.5)[4]
+    # blocks of 4 x 4 cells (20 m): a superset, never fewer features
+    coarse = CellArea.from_mask(mask, X0, Y0, 5.0, block=4)  # the block rows 4-7, cols 4-7 counts
+    assert coarse.reached_by(boxes, 2.0).tolist() == [True, True, True, True, False, False]
+    assert not CellArea.from_mask(np.zeros((10, 10), dtype=bool), X0, Y0, 5.0).reached_by(boxes, 100.0).any()
+
+
+def test_footprint_for_cells_keeps_what_reaches_them_and_covers_them_identically(catalogue):
+    from iarbre_assets.geo.coverage import coverage_percent
+    from iarbre_assets.geo.footprint import CellArea
+    from iarbre_assets.geo.grid import cell_owner, window_for_bounds
+
+    # an L-shaped commune: its window's north-east quarter is not part of it
+    commune = shapely.Polygon([(X0, Y0), (X0 + 200, Y0), (X0 + 200, Y0 + 100), (X0 + 100, Y0 + 100),
+                               (X0 + 100, Y0 + 200), (X0, Y0 + 200)])
+    window = window_for_bounds(commune.bounds)
+    owned = cell_owner([commune], window) == 0
+    cells = CellArea.from_mask(owned, window.xmin, window.ymax, window.cell)
+    rng = np.random.default_rng(12)
+    x, y = X0 + rng.uniform(-10, 210, 300), Y0 + rng.uniform(-10, 210, 300)
+    pieces = shapely.linestrings(np.stack([np.column_stack([x, y]), np.column_stack([x + 15, y + 4])], axis=1))
+    lines = gpd.GeoDataFrame({"kind": ["gas"] * 300}, geometry=pieces, crs="EPSG:2154")
+    gaz = catalogue.factor("reseau_gaz")  # 2 m buffer, union
+    whole = factor_footprint(lines, gaz, bounds=window.bounds)
+    mine = factor_footprint(lines, gaz, bounds=window.bounds, cells=cells)
+    assert 0 < mine.stats["features_selected"] < whole.stats["features_selected"]
+    # at least every feature whose buffer touches an owned cell is kept
+    rows, cols = np.nonzero(owned)
+    owned_cells = shapely.box(window.xmin + cols * 5, window.ymax - (rows + 1) * 5,
+                              window.xmin + (cols + 1) * 5, window.ymax - rows * 5)
+    reaching = np.unique(shapely.STRtree(owned_cells).query(shapely.buffer(pieces, 2.0), predicate="intersects")[0])
+    assert len(reaching) <= mine.stats["features_selected"] < whole.stats["features_selected"]
+    kept = factor_footprint(lines.iloc[reaching], gaz)
+    assert shapely.covers(shapely.union_all(mine.polygons).buffer(1e-6), shapely.union_all(kept.polygons))
+    # the same coverage on the owned cells, from the union and from the parts
+    full = coverage_percent(whole.polygons, window)
+    assert full[owned].any() and full[~owned].any()
+    assert np.array_equal(coverage_percent(mine.polygons, window)[owned], full[owned])
+    assert np.array_equal(coverage_percent(mine.parts, window, mask=owned)[owned], full[owned])
+
+
+def test_footprint_names_the_columns_when_a_filter_field_is_missing(catalogue):
+    trees = _trees().drop(columns=["genre"])
+    with pytest.raises(KeyError, match="'genre' is not a column.*circonference_cm"):
+        factor_footprint(trees, catalogue.factor("arbres"), bounds=(X0, Y0, X0 + 100, Y0 + 100))
+
+
+def test_footprint_reads_only_the_columns_it_needs_and_keeps_the_frame_index_cache(catalogue):
+    trees = _trees().assign(extra=["x"] * 7)
+    sindex = trees.sindex
+    fp = factor_footprint(trees, catalogue.factor("arbres"), bounds=(X0 - 10, Y0 - 10, X0 + 250, Y0 + 10))
+    # Platanus (x = X0), the null genre (X0 + 100), Acer (X0 + 200); not the Acer at X0 + 300, 40 m beyond
+    # the 10 m reach, nor the stumps
+    assert fp.stats["features_selected"] == 3
+    assert trees.sindex is sindex  # the caller's frame, its spatial index untouched

@@ -172,6 +172,16 @@ def test_demo_run_lineage_checks_and_pages(dagster_dev):
     stg_tiles = next(k for k in nodes if k.endswith("stg_tiles"))
     assert statuses(stg_tiles) and all(s == "SUCCEEDED" for s in statuses(stg_tiles).values())
     assert all(s == "SUCCEEDED" for s in statuses(mart).values())
+    # every ancestor of the commune mart, back to GRDF's raw delivery, as the UI's graph holds it
+    ancestors, todo = set(), [mart]
+    while todo:
+        for dep in nodes[todo.pop()]["dependencyKeys"]:
+            key = "/".join(dep["path"])
+            if key not in ancestors:
+                ancestors.add(key)
+                todo.append(key)
+    assert {"raw/ore_gaz", "source/ore_gaz", "footprint/reseau_gaz", "coverage/reseau_gaz",
+            "plantability_score"} <= ancestors, sorted(ancestors)
     # the sources group: every source with its partner as owner, its kinds, its checks and its version
     from iarbre_assets.catalog import load_catalog, load_territory
 
@@ -197,14 +207,22 @@ def test_demo_run_lineage_checks_and_pages(dagster_dev):
         text = browser.text()
         assert "commune_plantability" in text and "stg_tiles" in text
         browser.screenshot(OUTPUT / "commune_plantability_lineage.png")
-        # the whole upstream lineage, back to the partners' raw sources
-        browser.click_text("Upstream")
-        browser.click_text("All")
-        browser.wait("document.body.innerText.includes('ore_gaz')", timeout=30)
+        # the gas network's coverage, upstream back to GRDF's raw delivery (the URL the "Upstream" scope and
+        # the depth controls lead to); the view opens zoomed out, so zoom in as a person would
+        browser.open(f"{dagster_dev.url}/assets/coverage/reseau_gaz?view=lineage&lineageScope=upstream"
+                     "&lineageDepth=3", wait_for_text="ore_gaz", timeout=90)
+        text = browser.text()
+        assert text.count("ore_gaz") >= 3 and "reseau_gaz" in text  # raw, source, source_by_commune
         time.sleep(2)
-        browser.screenshot(OUTPUT / "commune_plantability_lineage_upstream.png")
+        browser.click_selector('[aria-label="zoom_in"]', times=4)
+        time.sleep(2)
+        browser.screenshot(OUTPUT / "reseau_gaz_upstream_lineage.png")
 
-        browser.open(f"{dagster_dev.url}/asset-groups/sources", wait_for_text="ore_gaz")
+        # the steward's view of the sources: the catalogue filtered on the group, with partners and status
+        # (a virtualised table: the first rows, in key order, are rendered)
+        browser.open(f"{dagster_dev.url}/assets?asset-selection=group%3A%22sources%22", wait_for_text="aerodromes")
+        text = browser.text()
+        assert "Partner: Métropole de Lyon" in text and "Licence" in text and "sources" in text
         time.sleep(2)
         browser.screenshot(OUTPUT / "sources_group.png")
 
@@ -216,7 +234,7 @@ def test_demo_run_lineage_checks_and_pages(dagster_dev):
         browser.screenshot(OUTPUT / "plantability_score_preview.png")
     finally:
         browser.close()
-    for png in ("commune_plantability_lineage.png", "commune_plantability_lineage_upstream.png",
+    for png in ("commune_plantability_lineage.png", "reseau_gaz_upstream_lineage.png",
                 "sources_group.png", "plantability_score.png", "plantability_score_preview.png"):
         assert (OUTPUT / png).stat().st_size > 20_000, f"{png} looks blank"
     assert time.monotonic() - started < 180

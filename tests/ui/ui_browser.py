@@ -90,6 +90,16 @@ class Browser:
         if not found:
             raise LookupError(f"no element with text {text!r}")
 
+    def click_selector(self, selector: str, times: int = 1) -> None:
+        """Click the button holding the element matching a CSS selector (e.g. an icon's aria-label)."""
+        for _ in range(times):
+            found = self.evaluate(
+                f"(() => {{ const el = document.querySelector({json.dumps(selector)});"
+                " if (!el) return false; (el.closest('button') || el).click(); return true; })()")
+            if not found:
+                raise LookupError(f"no element matching {selector!r}")
+            time.sleep(0.3)
+
     def text(self) -> str:
         return self.evaluate("document.body.innerText") or ""
 
