@@ -9,7 +9,6 @@ selected ones for the selected communes, spreading (factor, commune) tasks over 
 records per-commune provenance next to the files (see compute/constraints.py).
 """
 
-from collections import defaultdict
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -26,7 +25,7 @@ from ..compute.constraints import (
     run_constraint,
     union_method_for,
 )
-from ..compute.pool import map_tasks
+from ..compute.pool import iter_tasks
 from ..platform import Platform
 from ..provenance.source_versions import SourceVersions
 from .common import (
@@ -150,6 +149,7 @@ def build_constraint_assets(platform: Platform) -> dg.AssetsDefinition:
     def _constraints(context: AssetExecutionContext):
         selected = context.selected_asset_keys
         factor_rank = {f.slug: i for i, f in enumerate(platform.factors)}
+        factors_by_slug = {f.slug: f for f in platform.factors}
         layer = communes_layer(platform)
         grid = platform.territory.grid
         tasks, inputs_by_factor = [], {}
@@ -166,7 +166,7 @@ def build_constraint_assets(platform: Platform) -> dg.AssetsDefinition:
                 window = platform.windows[code]
                 fp = FootprintTask(factor=factor, commune=code, window=window, sources=inputs_by_factor[factor.slug],
                                    out_dir=out_dir, union_method=union_method,
-                                   code_version=factor_code_version(factor)) if do_fp else None
+                                   code_version=factor_code_version(factor), communes=layer) if do_fp else None
                 cov = CoverageTask(factor=factor.slug, commune=code, window=window,
                                    footprint_path=str(footprint_paths(out_dir, code)[0]), communes=layer,
                                    out_dir=out_dir, subpixel_m=grid.subpixel_m) if do_cov else None
@@ -174,20 +174,23 @@ def build_constraint_assets(platform: Platform) -> dg.AssetsDefinition:
         # grouped by factor (workers keep the last sources read), the biggest communes first within a factor
         tasks.sort(key=lambda t: -t.size)
         tasks.sort(key=lambda t: factor_rank[(t.footprint or t.coverage).factor_slug])
-        results = map_tasks(run_constraint, tasks, size=lambda t: t.size, keep_order=True)
-        by_factor: dict[str, dict[str, list]] = defaultdict(lambda: {"footprint": [], "coverage": []})
-        for task, result in zip(tasks, results):
-            slug = (task.footprint or task.coverage).factor_slug
+        # Each factor's results are recorded as soon as its last commune is done, while the workers go on
+        # with the next factors (Dagster's bookkeeping is ~60 events per factor and would otherwise idle them).
+        results = iter_tasks(run_constraint, tasks, size=lambda t: t.size, keep_order=True)
+        records: dict[str, list] = {"footprint": [], "coverage": []}
+        for position, (task, result) in enumerate(zip(tasks, results)):
             for kind, record in result.items():
-                by_factor[slug][kind].append(record)
-        for factor in platform.factors:
-            records = by_factor.get(factor.slug)
-            if records is None:
+                records[kind].append(record)
+            slug = (task.footprint or task.coverage).factor_slug
+            following = tasks[position + 1] if position + 1 < len(tasks) else None
+            if following is not None and (following.footprint or following.coverage).factor_slug == slug:
                 continue
+            factor = factors_by_slug[slug]
             if records["footprint"]:
-                yield _footprint_result(platform, factor, records["footprint"], inputs_by_factor[factor.slug])
+                yield _footprint_result(platform, factor, records["footprint"], inputs_by_factor[slug])
             if records["coverage"]:
                 yield _coverage_result(platform, factor, records["coverage"])
+            records = {"footprint": [], "coverage": []}
 
     return _constraints
 

@@ -11,7 +11,7 @@ import atexit
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -72,7 +72,16 @@ SMALL_WORK_CELLS = 1_000_000
 
 def map_tasks(fn: Callable[[T], R], tasks: Iterable[T], size: Callable[[T], float] | None = None,
               keep_order: bool = False) -> list[R]:
-    """Run fn over tasks, in parallel when more than one worker; results in task order.
+    """Run fn over tasks, in parallel when more than one worker; results in task order (see iter_tasks)."""
+    return list(iter_tasks(fn, tasks, size=size, keep_order=keep_order))
+
+
+def iter_tasks(fn: Callable[[T], R], tasks: Iterable[T], size: Callable[[T], float] | None = None,
+               keep_order: bool = False) -> Iterator[R]:
+    """Run fn over tasks, in parallel when more than one worker; yield the results in task order.
+
+    Every task is submitted before the first result is yielded, so the workers keep computing while the
+    caller handles a result (e.g. Dagster records a factor's materialisations while the next factor runs).
 
     `size` estimates a task's work in cells: small batches (a demo territory, an incremental update of one
     commune) run inline, and the biggest tasks are scheduled first so both cores finish together — unless
@@ -82,10 +91,17 @@ def map_tasks(fn: Callable[[T], R], tasks: Iterable[T], size: Callable[[T], floa
     workers = min(worker_count(), len(tasks))
     small = size is not None and sum(size(t) for t in tasks) < SMALL_WORK_CELLS
     if workers <= 1 or small:
-        return [fn(task) for task in tasks]
+        for task in tasks:
+            yield fn(task)
+        return
     order = list(range(len(tasks)))
     if size is not None and not keep_order:
         order.sort(key=lambda i: -size(tasks[i]))
     executor = _executor(worker_count())
     futures = {i: executor.submit(fn, tasks[i]) for i in order}
-    return [futures[i].result() for i in range(len(tasks))]
+    try:
+        for i in range(len(tasks)):
+            yield futures[i].result()
+    finally:  # the caller stopped early (an error): do not leave the rest running
+        for future in futures.values():
+            future.cancel()
