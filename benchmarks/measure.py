@@ -9,6 +9,14 @@ from contextlib import contextmanager
 import psutil
 
 
+def process_tree(root: psutil.Process) -> list:
+    """The process and its descendants ([] once it has exited)."""
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 class TreeMemory:
     """Samples the RSS of a process and its descendants every `interval` seconds; keeps the peak of the sum."""
 
@@ -21,7 +29,7 @@ class TreeMemory:
 
     def _sample(self) -> int:
         total = 0
-        for proc in [self.root, *self.root.children(recursive=True)]:
+        for proc in process_tree(self.root):
             try:
                 total += proc.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied):
@@ -50,7 +58,7 @@ def measured(label: str, results: dict, pid: int | None = None):
 
     def cpu() -> float:
         total = 0.0
-        for proc in [root, *root.children(recursive=True)]:
+        for proc in process_tree(root):
             try:
                 times = proc.cpu_times()
                 total += times.user + times.system
