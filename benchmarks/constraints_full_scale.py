@@ -130,7 +130,7 @@ def build_tasks(platform, out_root: Path, factors: list | None, communes: list |
                                    out_dir=out_dir, subpixel_m=grid.subpixel_m)
             tasks.append(ConstraintTask(footprint=fp, coverage=cov))
     tasks.sort(key=lambda t: -t.size)
-    tasks.sort(key=lambda t: factor_rank[(t.footprint or t.coverage).factor_slug])
+    tasks.sort(key=lambda t: factor_rank[t.factor_slug])
     return tasks
 
 
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="iarbre-constraints-"))
     tasks = build_tasks(platform, out_root, factors, communes, args.extent)
     cells = sum(t.size for t in tasks)
-    print(f"{len(tasks)} tasks ({len({(t.footprint or t.coverage).factor_slug for t in tasks})} factors x "
+    print(f"{len(tasks)} tasks ({len({t.factor_slug for t in tasks})} factors x "
           f"{len(communes or platform.commune_codes)} communes), {cells / 1e6:.1f} M window cells, "
           f"{pool.worker_count()} workers; set-up {time.perf_counter() - started:.1f} s", flush=True)
 
@@ -208,7 +208,7 @@ def main(argv=None) -> int:
             monitor.sample()
         per_factor: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
         for task, (_, cpu, task_wall) in zip(tasks, results):
-            row = per_factor[(task.footprint or task.coverage).factor_slug]
+            row = per_factor[task.factor_slug]
             row[0] += cpu
             row[1] += task_wall
             row[2] += 1

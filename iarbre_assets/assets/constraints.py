@@ -1,7 +1,7 @@
 """Constraint assets, generated from the catalogue, partitioned by commune.
 
-footprint/<factor>  filter -> buffer -> union -> polygons, per commune window (+ the factor's reach),
-                    from the accepted versions of the factor's sources.
+footprint/<factor>  filter -> buffer -> union -> polygons, per commune (the features that can reach one
+                    of its cells), from the accepted versions of the factor's sources.
 coverage/<factor>   5 m percent coverage on the territory grid (uint8 GeoTIFF per commune; 255 outside).
 
 Each factor has its own two assets (code version, automation, checks). One subsettable op computes the
@@ -9,6 +9,7 @@ selected ones for the selected communes, spreading (factor, commune) tasks over 
 records per-commune provenance next to the files (see compute/constraints.py).
 """
 
+from itertools import groupby
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -173,24 +174,21 @@ def build_constraint_assets(platform: Platform) -> dg.AssetsDefinition:
                 tasks.append(ConstraintTask(footprint=fp, coverage=cov))
         # grouped by factor (workers keep the last sources read), the biggest communes first within a factor
         tasks.sort(key=lambda t: -t.size)
-        tasks.sort(key=lambda t: factor_rank[(t.footprint or t.coverage).factor_slug])
+        tasks.sort(key=lambda t: factor_rank[t.factor_slug])
         # Each factor's results are recorded as soon as its last commune is done, while the workers go on
         # with the next factors (Dagster's bookkeeping is ~60 events per factor and would otherwise idle them).
         results = iter_tasks(run_constraint, tasks, size=lambda t: t.size, keep_order=True)
-        records: dict[str, list] = {"footprint": [], "coverage": []}
-        for position, (task, result) in enumerate(zip(tasks, results)):
-            for kind, record in result.items():
-                records[kind].append(record)
-            slug = (task.footprint or task.coverage).factor_slug
-            following = tasks[position + 1] if position + 1 < len(tasks) else None
-            if following is not None and (following.footprint or following.coverage).factor_slug == slug:
-                continue
+        by_factor = groupby(zip(tasks, results), key=lambda done: done[0].factor_slug)
+        for slug, done in by_factor:
+            records: dict[str, list] = {"footprint": [], "coverage": []}
+            for _task, result in done:
+                for kind, record in result.items():
+                    records[kind].append(record)
             factor = factors_by_slug[slug]
             if records["footprint"]:
                 yield _footprint_result(platform, factor, records["footprint"], inputs_by_factor[slug])
             if records["coverage"]:
                 yield _coverage_result(platform, factor, records["coverage"])
-            records = {"footprint": [], "coverage": []}
 
     return _constraints
 

@@ -321,8 +321,7 @@ def run_coverage(task: CoverageTask, polygons: np.ndarray | None = None, footpri
         "max": int(values.max()) if values.size else 0,
         # whole numbers of sub-pixels (multiples of 4 % with 1 m sub-pixels in 5 m cells)
         "values_ok": bool(values.max() <= 100 and not np.any(values % step)) if values.size else True,
-        # true by construction (set just above); kept for the record's readers
-        "outside_is_nodata": True,
+        "outside_is_nodata": bool(np.all(coverage[~inside] == COVERAGE_NODATA)),
         # a footprint that reaches into the commune must cover some sub-pixel centre in it
         "footprint_in_commune": _footprint_reaches(polygons, task),
     }
@@ -355,6 +354,10 @@ class ConstraintTask:
 
     footprint: FootprintTask | None
     coverage: CoverageTask | None
+
+    @property
+    def factor_slug(self) -> str:
+        return (self.footprint or self.coverage).factor_slug
 
     @property
     def size(self) -> int:

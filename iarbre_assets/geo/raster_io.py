@@ -45,6 +45,25 @@ def _is_nodata(values: np.ndarray, nodata) -> np.ndarray:
     return values == nodata
 
 
+def _tiled_profile(window: Window, count: int, dtype, crs: str, nodata, **options) -> dict:
+    """A tiled GeoTIFF profile on `window` (BigTIFF when needed), plus creation `options`."""
+    return {
+        "driver": "GTiff",
+        "width": window.width,
+        "height": window.height,
+        "count": count,
+        "dtype": np.dtype(dtype).name,
+        "crs": CRS.from_user_input(crs),
+        "transform": window.transform,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+        "BIGTIFF": "IF_SAFER",
+        **options,
+    }
+
+
 def write_geotiff(
     path: str | Path,
     array: np.ndarray,
@@ -59,22 +78,8 @@ def write_geotiff(
     bands = _as_bands(array)
     if bands.shape[1:] != window.shape:
         raise ValueError(f"{path}: array shape {bands.shape[1:]} does not match window shape {window.shape}")
-    profile = {
-        "driver": "GTiff",
-        "width": window.width,
-        "height": window.height,
-        "count": bands.shape[0],
-        "dtype": bands.dtype.name,
-        "crs": CRS.from_user_input(crs),
-        "transform": window.transform,
-        "nodata": nodata,
-        "tiled": True,
-        "blockxsize": BLOCK,
-        "blockysize": BLOCK,
-        "compress": compress,
-        "predictor": _predictor(bands.dtype),
-        "BIGTIFF": "IF_SAFER",
-    }
+    profile = _tiled_profile(window, bands.shape[0], bands.dtype, crs, nodata,
+                             compress=compress, predictor=_predictor(bands.dtype))
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(bands)
@@ -133,20 +138,7 @@ def mosaic_to_cog(
     valid_cells = 0
     with tempfile.TemporaryDirectory(prefix=f".{out_path.stem}.mosaic-", dir=out_path.parent) as tmpdir:
         staging = Path(tmpdir) / "staging.tif"
-        profile = {
-            "driver": "GTiff",
-            "width": window.width,
-            "height": window.height,
-            "count": band_count,
-            "dtype": dtype.name,
-            "crs": CRS.from_user_input(crs),
-            "transform": window.transform,
-            "nodata": nodata,
-            "tiled": True,
-            "blockxsize": BLOCK,
-            "blockysize": BLOCK,
-            "BIGTIFF": "IF_SAFER",
-        }
+        profile = _tiled_profile(window, band_count, dtype, crs, nodata)
         # Blocks never written read back as nodata, so the staging file needs no initial fill.
         with rasterio.open(staging, "w+", **profile) as dst:
             for part in parts:

@@ -20,6 +20,7 @@ delete+insert; dbt tests (blocking asset checks) enforce it instead. NOT NULL is
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Iterable, Sequence
@@ -392,20 +393,26 @@ def replace_partitions(
         con.unregister(view)
 
 
+@contextmanager
+def _incoming(con: duckdb.DuckDBPyConnection, t, data: Any):
+    """`data`, prepared for table `t`, registered as a view for the duration; yields the view's name."""
+    view = f"_incoming_{t.name}"
+    con.register(view, _prepare_incoming(data))
+    try:
+        yield view
+    finally:
+        con.unregister(view)
+
+
 def replace_table(con: duckdb.DuckDBPyConnection, table_name: str, data: Any) -> int:
     """Replace the whole content of a contract table with `data` (one transaction)."""
     t = table(table_name)
-    incoming = _prepare_incoming(data)
-    view = f"_incoming_{t.name}"
-    con.register(view, incoming)
-    try:
+    with _incoming(con, t, data) as view:
         def work():
             con.execute(f"DELETE FROM {t.qualified}")
             return _insert(con, t, view)
 
         return _in_transaction(con, work)
-    finally:
-        con.unregister(view)
 
 
 def upsert_rows(
@@ -417,19 +424,13 @@ def upsert_rows(
     key_columns = list(key_columns or t.key)
     for name in key_columns:
         t.column(name)
-    incoming = _prepare_incoming(data)
-    view = f"_incoming_{t.name}"
-    con.register(view, incoming)
-    try:
-        match = " AND ".join(f'{t.qualified}."{k}" = i."{k}"' for k in key_columns)
-
+    match = " AND ".join(f'{t.qualified}."{k}" = i."{k}"' for k in key_columns)
+    with _incoming(con, t, data) as view:
         def work():
             con.execute(f"DELETE FROM {t.qualified} WHERE EXISTS (SELECT 1 FROM {view} i WHERE {match})")
             return _insert(con, t, view)
 
         return _in_transaction(con, work)
-    finally:
-        con.unregister(view)
 
 
 def set_current_version(con: duckdb.DuckDBPyConnection, source: str, version: str) -> None:
