@@ -47,7 +47,7 @@ def main() -> int:
     results: dict = {}
 
     from iarbre_assets.cli import write_instance_config
-    from iarbre_assets.demo.generator import generate_demo, is_generated
+    from iarbre_demo.generator import generate_demo, is_generated
 
     write_instance_config(home / "dagster")
     if not is_generated(data):

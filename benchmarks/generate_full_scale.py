@@ -27,7 +27,7 @@ def main() -> int:
     out = Path(args.out)
     shutil.rmtree(out, ignore_errors=True)
 
-    from iarbre_assets.demo.generator import MARKER, generate_demo
+    from iarbre_demo.generator import MARKER, generate_demo
 
     results: dict = {}
     with measured("generate the full-scale synthetic metropole", results):

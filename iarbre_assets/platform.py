@@ -1,24 +1,24 @@
-"""The platform for one territory: catalogue, territory, data layout, communes and their grid windows.
+"""The platform for one territory: catalogue, territory, storage, communes and their grid windows.
 
-Everything is read from the environment so that `dagster dev`, the CLI and the tests agree:
-IARBRE_TERRITORY (a shipped name or a YAML path, default "demo"), IARBRE_HOME (data directory,
-default ./.iarbre), IARBRE_DATA_DIR (where the territory's partner files are), IARBRE_CATALOG.
+Pure (no Dagster, no environment): `Platform.load(home, territory, data_dir=None, catalog=None)` is what
+the territory resource (resources.py), the CLI's read-only commands and the tests build.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import geopandas as gpd
 
-from .catalog import Catalogue, FactorDef, SourceDef, Territory, expand_url, load_catalog, load_territory
+from .catalog import DEFAULT_CATALOG, Catalogue, FactorDef, SourceDef, Territory, expand_url, load_catalog, load_territory
 from .catalog.models import FileLocation
-from .paths import Layout
+from .store import Store
 
 DEFAULT_TERRITORY = "demo"
 
@@ -31,17 +31,34 @@ class PlatformError(RuntimeError):
 class Platform:
     catalogue: Catalogue
     territory: Territory
-    layout: Layout
+    store: Store
     data_dir: Path
+    catalogue_path: Path = DEFAULT_CATALOG
+    url_secrets: dict = field(default_factory=dict, repr=False)
     _server_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # -- construction ------------------------------------------------------------------------------
     @classmethod
-    def from_env(cls) -> "Platform":
-        catalogue = load_catalog(os.environ.get("IARBRE_CATALOG") or None)
-        territory = load_territory(os.environ.get("IARBRE_TERRITORY", DEFAULT_TERRITORY), catalogue)
-        layout = Layout.from_env()
-        return cls(catalogue, territory, layout, territory.data_dir_path(layout.home))
+    def load(cls, home: str | Path, territory: str | Path = DEFAULT_TERRITORY, data_dir: str | Path | None = None,
+             catalog: str | Path | None = None, url_secrets: dict | None = None) -> "Platform":
+        """The platform of `territory` (a shipped name or a YAML file) writing under `home`.
+
+        `url_secrets`: values for ${NAME} in the territory's URLs (API keys); the caller reads them.
+        """
+        catalogue_path = Path(catalog).resolve() if catalog else DEFAULT_CATALOG
+        catalogue = load_catalog(catalogue_path)
+        loaded = load_territory(territory, catalogue)
+        store = Store(Path(home))
+        return cls(catalogue, loaded, store, loaded.data_dir_path(store.home, data_dir), catalogue_path,
+                   dict(url_secrets or {}))
+
+    @cached_property
+    def catalogue_sha256(self) -> str:
+        return _file_sha256(str(self.catalogue_path), self.catalogue_path.stat().st_mtime_ns)
+
+    @property
+    def crs(self) -> str:
+        return self.territory.grid.crs
 
     # -- sources and factors -----------------------------------------------------------------------
     @cached_property
@@ -56,6 +73,13 @@ class Platform:
     @cached_property
     def scored_factors(self) -> list[FactorDef]:
         return [f for f in self.factors if not f.display_only]
+
+    @cached_property
+    def sources_by_partner(self) -> dict[str, list[SourceDef]]:
+        out: dict[str, list[SourceDef]] = {}
+        for source in self.sources.values():
+            out.setdefault(source.partner, []).append(source)
+        return out
 
     def factors_of_source(self, source: str) -> list[FactorDef]:
         return [f for f in self.factors if source in f.sources]
@@ -86,10 +110,10 @@ class Platform:
         if not path.exists():
             raise PlatformError(
                 f"territory {self.territory.name!r}: communes layer {path} does not exist "
-                f"(data directory {self.data_dir}); generate the demo with `iarbre demo` or pass --data-dir"
+                f"(data directory {self.data_dir}); generate the demo with `iarbre-demo` or pass --data-dir"
             )
         payload = fetch_payload(source, data_dir=self.data_dir, url=None)
-        gdf = parse_payload(source, payload.data, payload.ext).to_crs(self.territory.grid.crs)
+        gdf = parse_payload(source, payload.data, payload.ext).to_crs(self.crs)
         missing = [c for c in (spec.code_field, spec.name_field) if c not in gdf.columns]
         if missing:
             raise PlatformError(f"{path}: communes layer has no field(s) {missing}; it has {list(gdf.columns)}")
@@ -130,23 +154,20 @@ class Platform:
         return candidate if candidate.is_absolute() else self.data_dir / candidate
 
     _server = None
+    _server_root = None
 
     def url_variables(self) -> dict[str, str]:
-        """Values for ${...} in URLs; starts the territory's local wire server on first use."""
+        """Values for ${...} in URLs; starts the territory's local wire server (a plugin) on first use."""
         if self.territory.local_server is None:
-            return {}
+            return dict(self.url_secrets)
         with self._server_lock:
             if Platform._server is None or Platform._server_root != self._wire_root:
-                from .demo.server import LocalDataServer
-
                 if Platform._server is not None:
                     Platform._server.stop()
-                server = _start_local_server(LocalDataServer, self._wire_root)
+                server = _start_local_server(_server_class(self.territory.local_server.kind), self._wire_root)
                 Platform._server, Platform._server_root = server, self._wire_root
                 atexit.register(server.stop)
-        return {"LOCAL_SERVER": Platform._server.url}
-
-    _server_root = None
+        return {**self.url_secrets, "LOCAL_SERVER": Platform._server.url}
 
     @property
     def _wire_root(self) -> Path:
@@ -155,6 +176,22 @@ class Platform:
     def source_url(self, source: SourceDef) -> str | None:
         url = getattr(source.location, "url", None)
         return expand_url(url, self.url_variables()) if url else None
+
+
+def _server_class(kind: str):
+    """The local wire server registered under `kind` (entry point group `iarbre.local_servers`)."""
+    from importlib.metadata import entry_points
+
+    found = entry_points(group="iarbre.local_servers", name=kind)
+    if not found:
+        raise PlatformError(f"no local data server {kind!r} is installed (entry point group iarbre.local_servers); "
+                            "the demo's is in the iarbre_demo package, installed by `python3 tasks.py demo`")
+    return next(iter(found)).load()
+
+
+@lru_cache(maxsize=8)
+def _file_sha256(path: str, _mtime_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _start_local_server(server_class, root: Path):

@@ -1,14 +1,17 @@
-"""Materialise the whole asset graph of a territory in one Dagster run, recorded in the instance.
+"""Materialise a selection of the asset graph in one Dagster run, recorded in the instance.
 
-Used by `iarbre run` and the benchmarks. The run is a normal Dagster run (DAGSTER_HOME), so the UI shows
-it, its materialisations, checks and lineage afterwards.
+Used by `iarbre run`, `iarbre refresh`, the benchmarks and the tests. The run is a normal Dagster run, so
+the UI shows it, its materialisations, checks and lineage afterwards. Progress is shown from the first
+second (progress.py): the stage and the work done out of the total.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
+
+
+class SelectionError(ValueError):
+    pass
 
 
 @dataclass
@@ -20,48 +23,71 @@ class RunOutcome:
     failures: list[str] = field(default_factory=list)
     checks: dict[str, tuple[int, int]] = field(default_factory=dict)
     failed_checks: list[str] = field(default_factory=list)
+    trimmed: list[str] = field(default_factory=list)
     result: object = None
 
 
-def materialise_all(select=None, tags: dict | None = None, defs=None, platform=None, instance=None) -> RunOutcome:
-    """Materialise every asset (or a selection) for all communes in one in-process run.
-
-    Without arguments it uses the code location's Definitions and the DAGSTER_HOME instance; tests pass
-    their own (built with `build_definitions`) and an instance.
-    """
-    from .compute.pool import prestart
-
-    prestart()  # workers import the geo stack and GX while this process loads Dagster and the definitions
+def resolve_selection(defs, select) -> tuple[list | None, list[str]]:
+    """Asset keys to run for `select` (a Dagster selection string, or a list of keys), and the keys left out
+    because nothing can materialise them (external assets such as partner inboxes)."""
     import dagster as dg
 
-    if defs is None:
-        from .definitions import build_definitions
-
-        defs, platform = build_definitions(return_platform=True)
-
-    instance = instance or dg.DagsterInstance.get()
-    job = defs.resolve_implicit_global_asset_job_def()
-    codes = platform.commune_codes
-    run_tags = {
-        "dagster/asset_partition_range_start": codes[0],
-        "dagster/asset_partition_range_end": codes[-1],
-        "iarbre/territory": platform.territory.name,
-        **(tags or {}),
-    }
-    selection = None
+    if not select:
+        return None, []
+    graph = defs.resolve_asset_graph()
     if isinstance(select, str):
         try:
-            selection = dg.AssetSelection.from_string(select).resolve(defs.resolve_asset_graph())
-        except dg.DagsterInvalidAssetSelectionError as exc:
-            from .platform import PlatformError
+            keys = dg.AssetSelection.from_string(select).resolve(graph)
+        except (dg.DagsterInvalidAssetSelectionError, dg.DagsterInvalidSubsetError, ValueError) as exc:
+            raise SelectionError(f"--select {select!r}: {exc} (e.g. 'group:score' or 'key:tiles')") from None
+    else:
+        keys = {dg.AssetKey.from_coercible(k) for k in select}
+    runnable = sorted((k for k in keys if graph.get(k).is_executable), key=lambda k: k.to_user_string())
+    trimmed = sorted(k.to_user_string() for k in keys if not graph.get(k).is_executable)
+    if not runnable:
+        raise SelectionError(f"--select {select!r} selects no asset that can run (only {', '.join(trimmed)})")
+    return runnable, trimmed
 
-            raise PlatformError(f"--select {select!r}: {exc} (e.g. 'group:score' or 'key:tiles')") from None
-    elif select:
-        selection = [dg.AssetKey.from_coercible(k) for k in select]
+
+def materialise(defs, territory, instance, select=None, tags: dict | None = None, partitions=None,
+                view=None, log_level: str = "WARNING") -> RunOutcome:
+    """Materialise every asset (or a selection) for all communes (or `partitions`, a contiguous (first, last)
+    range of commune codes) in one in-process run of the code location's implicit asset job."""
+    from dagster._core.utils import make_new_run_id
+
+    from .compute.pool import prestart
+    from .progress import following
+
+    prestart()  # workers import the geo stack and GX while this process sets the run up
+    platform = territory.platform
+    selection, trimmed = resolve_selection(defs, select)
+    codes = platform.commune_codes
+    first, last = partitions or (codes[0], codes[-1])
+    graph = defs.resolve_asset_graph()
+    partitioned = selection is None or any(graph.get(k).partitions_def is not None for k in selection)
+    run_tags = {"iarbre/territory": platform.territory.name, **(tags or {})}
+    if partitioned:
+        run_tags.update({"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
+    run_id = make_new_run_id()
+    job = defs.resolve_implicit_global_asset_job_def()
     # Dagster's step-by-step DEBUG lines go to the run's event log (see the UI); the console gets warnings.
-    run_config = {"loggers": {"console": {"config": {"log_level": os.environ.get("IARBRE_LOG_LEVEL", "WARNING")}}}}
-    result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False, run_config=run_config,
-                                    asset_selection=list(selection) if selection else None)
+    run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    progress = territory.progress(run_id)
+    progress.emit("run started", note=f"run {run_id[:8]}, {len(selection) if selection else 'all'} assets"
+                                      + (f", communes {first}..{last}" if partitioned else ""))
+    if view is None:
+        result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False, run_config=run_config,
+                                        asset_selection=selection, run_id=run_id)
+    else:
+        with following(progress.path, view):
+            result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False,
+                                            run_config=run_config, asset_selection=selection, run_id=run_id)
+    outcome = summarise(result)
+    outcome.trimmed = trimmed
+    return outcome
+
+
+def summarise(result) -> RunOutcome:
     outcome = RunOutcome(success=result.success, run_id=result.run_id, result=result)
     for event in result.get_asset_materialization_events():
         top = event.asset_key.path[0]
@@ -77,48 +103,106 @@ def materialise_all(select=None, tags: dict | None = None, defs=None, platform=N
             if user and user.description:
                 message = user.description
             outcome.failures.append(f"{event.step_key}: {message.splitlines()[0] if message else 'failed'}")
-    for event in result.all_events:
-        if event.event_type_value != "ASSET_CHECK_EVALUATION":
-            continue
-        evaluation = event.event_specific_data
-        key = evaluation.asset_key.path[0]
-        passed, total = outcome.checks.get(key, (0, 0))
-        outcome.checks[key] = (passed + int(evaluation.passed), total + 1)
-        if not evaluation.passed:
-            severity = "blocking" if evaluation.severity.value == "ERROR" else "warning"
-            outcome.failed_checks.append(f"{evaluation.asset_key.to_user_string()} {evaluation.check_name} ({severity})")
-            if severity == "blocking":
-                outcome.success = False
+        elif event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            key = evaluation.asset_key.path[0]
+            passed, total = outcome.checks.get(key, (0, 0))
+            outcome.checks[key] = (passed + int(evaluation.passed), total + 1)
+            if not evaluation.passed:
+                severity = "blocking" if evaluation.severity.value == "ERROR" else "warning"
+                outcome.failed_checks.append(f"{evaluation.asset_key.to_user_string()} {evaluation.check_name} "
+                                             f"({severity})")
+                if severity == "blocking":
+                    outcome.success = False
     return outcome
 
 
-def print_run_summary(outcome: RunOutcome, elapsed: float) -> None:
-    from .paths import Layout
+def print_run_summary(outcome: RunOutcome, elapsed: float, store) -> None:
+    from pathlib import Path
 
-    layout = Layout.from_env()
+    from .store import Export
+
     status = "succeeded" if outcome.success else "FAILED"
     print(f"\nrun {outcome.run_id} {status} in {elapsed:.1f} s")
-    print("materialisations: " + ", ".join(f"{k} {v}" for k, v in sorted(outcome.materialised.items())))
+    if outcome.trimmed:
+        print(f"left out of the selection (nothing can materialise them): {', '.join(outcome.trimmed)}")
+    print("materialisations: " + (", ".join(f"{k} {v}" for k, v in sorted(outcome.materialised.items())) or "none"))
     checks = ", ".join(f"{k} {p}/{t}" for k, (p, t) in sorted(outcome.checks.items()))
-    print(f"checks passed: {checks}")
+    print(f"checks passed: {checks or 'none ran'}")
     for failure in outcome.failures:
         print(f"  failed: {failure}")
     for check in outcome.failed_checks:
         print(f"  check failed: {check}")
-    outputs = [
-        ("score (COG)", layout.score / "plantability_score.tif"),
-        ("classes (COG)", layout.score / "plantability_class.tif"),
-        ("class polygons (GeoPackage)", layout.exports / "plantability_classes.gpkg"),
-        ("tiles (GeoParquet)", layout.exports / "tiles.parquet"),
-        ("preview (PNG)", layout.exports / "plantability_class_preview.png"),
-        ("warehouse (DuckDB: tiles, marts)", layout.warehouse),
-        ("raw store", layout.raw),
-    ]
+    outputs = [(e.label, store.export(e)) for e in Export]
+    outputs += [("warehouse (DuckDB: tiles, marts)", store.warehouse), ("raw store", store.raw.root)]
     print("\noutputs:")
     for label, path in outputs:
         mark = "" if Path(path).exists() else "  (missing)"
         print(f"  {label:34s} {path}{mark}")
-    home = os.environ.get("IARBRE_HOME", "")
     print("\nDagster UI (lineage, checks, versions of this run):")
-    print(f"  IARBRE_HOME={home} .venv/bin/iarbre ui      then open http://127.0.0.1:3000")
-    print("Commune summary:  .venv/bin/iarbre report --commune <INSEE code>")
+    print(f"  .venv/bin/iarbre ui --home {store.home}      then open http://127.0.0.1:3000")
+    print(f"Commune summary:  .venv/bin/iarbre report --home {store.home} --commune <INSEE code>")
+
+
+def run_plan(defs, territory, instance, plan, view=None, tags: dict | None = None) -> list[RunOutcome]:
+    """Execute a refresh plan in this process: one run when it is one commune range (the usual case), else
+    one run per range of communes and a last one for the territory-wide assets."""
+    from .automation.refresh import REFRESH_TRIGGER
+
+    codes = territory.platform.commune_codes
+    tags = {"iarbre/trigger": REFRESH_TRIGGER, "iarbre/after_runs": ",".join(r[:8] for r in plan.after_runs)[:200],
+            **(tags or {})}
+    if plan.empty:
+        return []
+    groups: dict[tuple, set] = {}
+    for key, parts in plan.partitioned.items():
+        groups.setdefault(tuple(sorted(parts, key=codes.index)), set()).add(key)
+    steps = []
+    for parts, keys in groups.items():
+        ranges, start = [], None
+        for i, code in enumerate(parts):
+            if start is None:
+                start = code
+            if i + 1 == len(parts) or codes.index(parts[i + 1]) != codes.index(code) + 1:
+                ranges.append((start, code))
+                start = None
+        steps += [(sorted(keys, key=lambda k: k.to_user_string()), r) for r in ranges]
+    outcomes = []
+    if len(steps) == 1:
+        keys, span = steps[0]
+        return [materialise(defs, territory, instance, select=keys + sorted(plan.unpartitioned, key=str), tags=tags,
+                            partitions=span, view=view)]
+    for keys, span in steps:
+        outcomes.append(materialise(defs, territory, instance, select=keys, tags=tags, partitions=span, view=view))
+    if plan.unpartitioned:
+        outcomes.append(materialise(defs, territory, instance, select=sorted(plan.unpartitioned, key=str), tags=tags,
+                                    view=view))
+    return outcomes
+
+
+def refresh(defs, territory, instance, sources: list[str] | None = None, view=None) -> dict:
+    """`iarbre refresh`: probe remote sources now (all, or `sources`), take pending inbox drops, ingest what
+    changed, then bring every output up to date. Returns what was done, run by run."""
+    from .automation import polls
+    from .automation.refresh import plan_after
+    from .automation.sensors import scan_inbox
+
+    platform = territory.platform
+    unknown = sorted(set(sources or ()) - set(platform.sources))
+    if unknown:
+        raise SelectionError(f"unknown source(s) {unknown}; sources: {', '.join(sorted(platform.sources))}")
+    remote = [s for s in polls.remote_sources(platform) if not sources or s.slug in sources]
+    to_fetch, probes = polls.probe(platform, remote)
+    candidates, set_aside = scan_inbox(platform)
+    dropped = {v.source for v in candidates if not sources or v.source in sources}
+    selected = sorted(set(to_fetch) | dropped)
+    report = {"probes": probes, "drops": sorted(dropped), "set_aside": set_aside, "runs": []}
+    if not selected:
+        return report
+    keys = [k for s in selected for k in (["raw", s], ["source", s])]
+    ingest = materialise(defs, territory, instance, select=keys, tags={"iarbre/trigger": "refresh_cli"}, view=view)
+    report["runs"].append(ingest)
+    plan = plan_after(instance, defs.resolve_asset_graph(), ingest.run_id)
+    report["plan"] = plan
+    report["runs"] += run_plan(defs, territory, instance, plan, view=view)
+    return report

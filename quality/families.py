@@ -1,7 +1,8 @@
 """Family additions to the shared core suite, one builder per source family of the catalogue.
 
-Every family named by a source (`SourceDef.family`) must have a builder here: a source of an unknown
-family fails loudly rather than being checked by a partial suite.
+Every family a spec names (`SuiteSpec.family`) must have a builder here: a source of an unknown
+family fails loudly rather than being checked by a partial suite. This module depends on the shared
+types (`quality.checks`) only; `quality.suites` imports it, never the other way round.
 """
 
 from __future__ import annotations
@@ -11,10 +12,8 @@ from typing import Callable
 import numpy as np
 import shapely
 
-from iarbre_assets.catalog.models import ColumnBuffer
-
+from .checks import Check, SuiteContext
 from .frame import GEOM_MEASURE
-from .suites import Check, SuiteContext
 
 FamilyBuilder = Callable[[SuiteContext], list[Check]]
 FAMILIES: dict[str, FamilyBuilder] = {}
@@ -29,10 +28,10 @@ def family(name: str) -> Callable[[FamilyBuilder], FamilyBuilder]:
 
 
 def family_checks(ctx: SuiteContext) -> list[Check]:
-    builder = FAMILIES.get(ctx.source.family)
+    builder = FAMILIES.get(ctx.spec.family)
     if builder is None:
         raise KeyError(
-            f"source {ctx.source.slug!r}: no quality suite for family {ctx.source.family!r}; "
+            f"source {ctx.spec.source!r}: no quality suite for family {ctx.spec.family!r}; "
             f"known families: {sorted(FAMILIES)} (add one in quality/families.py)"
         )
     return builder(ctx)
@@ -43,11 +42,11 @@ def family_checks(ctx: SuiteContext) -> list[Check]:
 # ----------------------------------------------------------------------------------------------
 def measure_positive(ctx: SuiteContext) -> list[Check]:
     """Polygons have an area, lines a length (points have no measure and are not concerned)."""
-    kind = ctx.source.geometry
+    kind = ctx.spec.geometry
     if kind == "point":
         return []
     what = {"polygon": "area > 0 m²", "line": "length > 0 m", "any": "area or length > 0 (points excepted)"}[kind]
-    share = ctx.quality.min_valid_share
+    share = ctx.thresholds.min_valid_share
     return [Check(
         "geometry.measure_positive", GEOM_MEASURE, True, f"at least {share:.1%} of features with {what}",
         "ExpectColumnValuesToBeBetween", {"column": GEOM_MEASURE, "min_value": 0, "strict_min": True, "mostly": share},
@@ -63,14 +62,13 @@ def trees(ctx: SuiteContext) -> list[Check]:
     # Trees without a usable radius get the factor's `missing_m`; if most lose it, the partner probably
     # renamed or emptied the column: worth a look, not a wrong score.
     checks = []
-    for factor in ctx.source_factors:
-        buffer = factor.buffer
-        if isinstance(buffer, ColumnBuffer) and buffer.radius_from in ctx.source.columns:
+    for buffer in ctx.spec.buffers:
+        if buffer.column in ctx.spec.columns:
             checks.append(Check(
-                "values.radius_present", buffer.radius_from, False,
-                f"at least half the features have a {buffer.radius_from} (others get {buffer.missing_m:g} m)",
-                "ExpectColumnValuesToNotBeNull", {"column": buffer.radius_from, "mostly": 0.5},
-                needs=(buffer.radius_from,),
+                "values.radius_present", buffer.column, False,
+                f"at least half the features have a {buffer.column} (others get {buffer.missing_m:g} m)",
+                "ExpectColumnValuesToNotBeNull", {"column": buffer.column, "mostly": 0.5},
+                needs=(buffer.column,),
             ))
             break
     return checks
@@ -80,7 +78,7 @@ def trees(ctx: SuiteContext) -> list[Check]:
 def buildings(ctx: SuiteContext) -> list[Check]:
     # Core covers the identifier (cleabs: unique, not null). Footprints under 1 m² are slivers or a unit
     # error; a few are tolerated.
-    share = ctx.quality.min_valid_share
+    share = ctx.thresholds.min_valid_share
     return [Check(
         "geometry.min_area", GEOM_MEASURE, True, f"at least {share:.1%} of footprints with area > 1 m²",
         "ExpectColumnValuesToBeBetween", {"column": GEOM_MEASURE, "min_value": 1, "strict_min": True, "mostly": share},
@@ -116,9 +114,9 @@ def street_services(ctx: SuiteContext) -> list[Check]:
 @family("vegetation")
 def vegetation(ctx: SuiteContext) -> list[Check]:
     # A null class code matches no stratum filter: the polygon silently counts for nothing.
-    share = ctx.quality.min_valid_share
+    share = ctx.thresholds.min_valid_share
     checks = measure_positive(ctx)
-    for column in ctx.source.known_values:
+    for column in ctx.spec.known_values:
         checks.append(Check(
             "values.code_not_null", column, True, f"at least {share:.1%} of features carry a class code",
             "ExpectColumnValuesToNotBeNull", {"column": column, "mostly": share}, needs=(column,),
@@ -129,7 +127,7 @@ def vegetation(ctx: SuiteContext) -> list[Check]:
 def boundary_code_column(ctx: SuiteContext) -> str | None:
     """The code field of a boundary layer: its first declared column (Territory._layer_def puts the
     layer's `code_field` first); None when the source declares no columns (e.g. QPV)."""
-    return next(iter(ctx.source.columns), None)
+    return next(iter(ctx.spec.columns), None)
 
 
 @family("boundaries")
@@ -144,7 +142,7 @@ def boundaries(ctx: SuiteContext) -> list[Check]:
             Check("id.code_not_null", code, True, "every unit has a code", "ExpectColumnValuesToNotBeNull",
                   {"column": code}, needs=(code,)),
         ]
-        names = list(ctx.source.columns)[1:2]
+        names = list(ctx.spec.columns)[1:2]
         for name in names:
             checks.append(Check("values.name_not_null", name, False, "every unit has a name",
                                 "ExpectColumnValuesToNotBeNull", {"column": name}, needs=(name,)))

@@ -12,7 +12,7 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
-from iarbre_assets.catalog.models import SourceDef
+from .spec import SuiteSpec
 
 PLATFORM_CRS = "EPSG:2154"
 
@@ -52,13 +52,13 @@ def kind_matches(dtype, kind: str) -> bool:
     return str(dtype) in _NUMERIC_DTYPES[kind]
 
 
-def derive_frame(gdf: gpd.GeoDataFrame, source: SourceDef) -> pd.DataFrame:
+def derive_frame(gdf: gpd.GeoDataFrame, spec: SuiteSpec) -> pd.DataFrame:
     """One row per feature: the declared columns present in `gdf` and the derived geometry columns."""
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf._geometry_column_name not in gdf.columns:
-        raise TypeError(f"source {source.slug!r}: expected a GeoDataFrame with an active geometry column")
-    clash = sorted(set(source.columns) & set(DERIVED_COLUMNS))
+        raise TypeError(f"source {spec.source!r}: expected a GeoDataFrame with an active geometry column")
+    clash = sorted(set(spec.columns) & set(DERIVED_COLUMNS))
     if clash:
-        raise ValueError(f"source {source.slug!r}: declared columns {clash} collide with derived quality columns")
+        raise ValueError(f"source {spec.source!r}: declared columns {clash} collide with derived quality columns")
     geoms = np.asarray(gdf.geometry.array, dtype=object)
     type_ids = shapely.get_type_id(geoms)
     bounds = shapely.bounds(geoms)
@@ -67,7 +67,7 @@ def derive_frame(gdf: gpd.GeoDataFrame, source: SourceDef) -> pd.DataFrame:
     measure[dims == 2] = shapely.area(geoms[dims == 2])
     measure[dims == 1] = shapely.length(geoms[dims == 1])
     data: dict[str, object] = {}
-    for column in source.columns:
+    for column in spec.columns:
         if column in gdf.columns:
             values = gdf[column].reset_index(drop=True)
             # Both pandas string flavours ("str" with NaN, "string" with NA) are strings; GX only knows

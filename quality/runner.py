@@ -1,7 +1,7 @@
 """Run a source's quality suite with Great Expectations 1.x and report each outcome with its severity.
 
-    result = run_quality_suite(gdf, source, factors=catalogue.factors, territory_bounds=communes.total_bounds,
-                               quality=territory.quality, previous_row_count=1234)
+    spec = SuiteSpec(source="ore_gaz", family="networks", ...)   # quality.spec; the product builds it
+    result = run_quality_suite(gdf, spec, previous_row_count=1234, normalise_summary=None)
     result.passed              # no blocking failure
     result.to_markdown()       # table for the asset check metadata
     result.failure_message("espaces_publics")
@@ -17,17 +17,15 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import geopandas as gpd
 import pandas as pd
 
-from iarbre_assets.catalog.models import FactorDef, SourceDef
-from iarbre_assets.catalog.territory import QualitySpec
-from iarbre_assets.geo.normalise import NormaliseReport
-
+from .checks import Check, Suite
 from .frame import derive_frame, kind_matches
-from .suites import Check, Suite, build_suite
+from .spec import NormaliseSummary, SuiteSpec
+from .suites import build_suite
 
 RESULT_FORMAT = "BASIC"  # counts + up to 20 unexpected values; SUMMARY costs ~40 % more per expectation
 _MAX_OBSERVED = 500
@@ -100,42 +98,38 @@ class SuiteResult:
 
 
 def run_quality_suite(
-    gdf: gpd.GeoDataFrame,
-    source: SourceDef,
+    frame: gpd.GeoDataFrame,
+    spec: SuiteSpec,
     *,
-    factors: list[FactorDef],
-    territory_bounds: tuple[float, float, float, float],
-    quality: QualitySpec,
-    previous_row_count: int | None = None,
-    normalise_report: NormaliseReport | None = None,
+    previous_row_count: int | None,
+    normalise_summary: NormaliseSummary | Mapping[str, Any] | None,
 ) -> SuiteResult:
     """Validate a (normalised) source layer against the suite of its family.
 
-    `factors`: the catalogue's factors (those reading this source are picked out); `territory_bounds`:
-    the communes' total bounds in EPSG:2154; `previous_row_count`: rows of the last accepted version
-    (None on first ingestion); `normalise_report`: optional, adds checks on what normalisation dropped.
+    `frame`: the layer; `spec`: what the suite is derived from (columns, filters, buffers, territory bounds,
+    thresholds); `previous_row_count`: rows of the last accepted version (None on first ingestion);
+    `normalise_summary`: what normalisation did (a `NormaliseSummary`, or a mapping with its fields such
+    as a normalisation report's dict), or None; when given, adds checks on what it dropped or could not type.
     """
     started = time.perf_counter()
-    suite = build_suite(
-        source, factors=factors, territory_bounds=territory_bounds, quality=quality,
-        previous_row_count=previous_row_count, normalise_report=normalise_report,
-    )
-    frame = derive_frame(gdf, source)
+    suite = build_suite(spec, previous_row_count=previous_row_count,
+                        normalise_summary=NormaliseSummary.coerce(normalise_summary))
+    scalars = derive_frame(frame, spec)  # what GX validates: declared columns + derived geometry columns
     outcomes: dict[int, ExpectationOutcome] = {}
     to_gx: list[tuple[int, Check]] = []
     for index, check in enumerate(suite.checks):
-        problem = _unmet_needs(check, frame, source)
+        problem = _unmet_needs(check, scalars, spec)
         if problem:
             outcomes[index] = _outcome(check, False, f"not evaluated: {problem}", "not evaluated")
         elif check.evaluate is not None:
             try:
-                success, observed = check.evaluate(frame, gdf)
+                success, observed = check.evaluate(scalars, frame)
             except Exception as exc:  # a crashing check is a failed check, with its reason
                 success, observed = False, f"check raised {type(exc).__name__}: {exc}"
             outcomes[index] = _outcome(check, bool(success), observed, "python")
         else:
             to_gx.append((index, check))
-    gx_version = _run_gx(suite, frame, to_gx, outcomes)
+    gx_version = _run_gx(suite, scalars, to_gx, outcomes)
 
     ordered = [outcomes[i] for i in range(len(suite.checks))]
     blocking = [o.describe() for o in ordered if o.blocking and not o.success]
@@ -143,7 +137,7 @@ def run_quality_suite(
     successful = sum(o.success for o in ordered)
     return SuiteResult(
         suite_name=suite.name,
-        source=source.slug,
+        source=spec.source,
         passed=not blocking,
         blocking_failures=blocking,
         warnings=warnings,
@@ -158,11 +152,11 @@ def run_quality_suite(
     )
 
 
-def _unmet_needs(check: Check, frame: pd.DataFrame, source: SourceDef) -> str | None:
+def _unmet_needs(check: Check, frame: pd.DataFrame, spec: SuiteSpec) -> str | None:
     for column in check.needs:
         if column not in frame.columns:
             return f"column {column!r} is missing"
-        kind = source.columns.get(column)
+        kind = spec.columns.get(column)
         if kind and not kind_matches(frame[column].dtype, kind):
             return f"column {column!r} has dtype {frame[column].dtype}, not {kind}"
     return None

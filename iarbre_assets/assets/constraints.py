@@ -15,63 +15,51 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from ..catalog import FactorDef
+from ..automation.conditions import CODE_CHANGED
 from ..compute.constraints import (
     CommuneLayer,
     ConstraintTask,
     CoverageTask,
     FootprintTask,
     SourceInput,
-    coverage_paths,
-    footprint_paths,
     run_constraint,
     union_method_for,
 )
 from ..compute.pool import iter_tasks
 from ..platform import Platform
-from ..provenance.source_versions import SourceVersions
-from .common import (
-    EAGER,
+from ..resources import TerritoryResource
+from .keys import (
     GROUP_CONSTRAINTS,
+    SINGLE_RUN,
     STEWARDS,
     by_commune_key,
     communes_partitions,
     coverage_key,
-    eager_per_commune,
     footprint_key,
+    md_table,
     source_key,
     stable_hash,
 )
-
-SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
 def accepted_inputs(platform: Platform, slugs: list[str]) -> list[SourceInput]:
     inputs = []
     for slug in slugs:
-        current = SourceVersions(platform.layout, slug).current()
+        current = platform.store.versions(slug).current()
         if current is None:
             raise dg.Failure(description=f"source/{slug} has no accepted version yet: materialise it first")
         inputs.append(SourceInput(slug=slug, version=current.version, raw_sha256=current.raw_sha256,
                                   normalised_sha256=current.normalised_sha256, partner=current.partner,
-                                  origin=current.origin, path=str(current.data_path(platform.layout))))
+                                  origin=current.origin, path=str(current.data_path(platform.store))))
     return inputs
 
 
 def communes_layer(platform: Platform) -> CommuneLayer:
-    current = SourceVersions(platform.layout, "communes").current()
+    current = platform.store.versions("communes").current()
     if current is None:
         raise dg.Failure(description="source/communes has no accepted version yet: materialise it first")
-    return CommuneLayer(path=str(current.data_path(platform.layout)), codes=tuple(platform.commune_codes),
+    return CommuneLayer(path=str(current.data_path(platform.store)), codes=tuple(platform.commune_codes),
                         code_field=platform.territory.communes.code_field)
-
-
-def _table(rows: list[dict], columns: list[str]) -> dg.MetadataValue:
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows[:12]:
-        lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
-    if len(rows) > 12:
-        lines.append(f"| … {len(rows) - 12} more |" + " |" * (len(columns) - 1))
-    return dg.MetadataValue.md("\n".join(lines))
 
 
 def factor_code_version(factor: FactorDef) -> str:
@@ -96,7 +84,7 @@ def _footprint_spec(platform: Platform, factor: FactorDef) -> dg.AssetSpec:
             f"filtered, buffered and united as the catalogue says, per commune window."
         ),
         code_version=factor_code_version(factor),
-        automation_condition=eager_per_commune(ordering),
+        automation_condition=CODE_CHANGED,
         metadata={"catalogue_entry": dg.MetadataValue.json(
             factor.model_dump(mode="json", by_alias=True, exclude_none=True))},
         skippable=True,
@@ -116,7 +104,7 @@ def _coverage_spec(platform: Platform, factor: FactorDef) -> dg.AssetSpec:
         description=(f"Percent coverage of each {grid.cell_size_m:g} m cell by « {factor.label} »: the share of "
                      f"its {grid.subpixel_m:g} m sub-pixel centres inside the footprint (0, 4, …, 100)."),
         code_version="cov1",
-        automation_condition=EAGER,
+        automation_condition=CODE_CHANGED,
         skippable=True,
     )
 
@@ -147,7 +135,8 @@ def build_constraint_assets(platform: Platform) -> dg.AssetsDefinition:
         backfill_policy=SINGLE_RUN,
         description="Footprints and coverages of the selected factors for the selected communes.",
     )
-    def _constraints(context: AssetExecutionContext):
+    def _constraints(context: AssetExecutionContext, territory: TerritoryResource):
+        platform = territory.platform
         selected = context.selected_asset_keys
         factor_rank = {f.slug: i for i, f in enumerate(platform.factors)}
         factors_by_slug = {f.slug: f for f in platform.factors}
@@ -159,36 +148,37 @@ def build_constraint_assets(platform: Platform) -> dg.AssetsDefinition:
             do_cov = coverage_key(factor.slug) in selected and not factor.display_only
             if not (do_fp or do_cov):
                 continue
-            out_dir = str(platform.layout.constraint_dir(factor.slug))
             if do_fp:
                 inputs_by_factor[factor.slug] = accepted_inputs(platform, factor.sources)
             union_method = union_method_for(factor, platform.sources[factor.source].geometry)
             for code in context.partition_keys:
                 window = platform.windows[code]
                 fp = FootprintTask(factor=factor, commune=code, window=window, sources=inputs_by_factor[factor.slug],
-                                   out_dir=out_dir, union_method=union_method,
-                                   code_version=factor_code_version(factor), communes=layer) if do_fp else None
-                cov = CoverageTask(factor=factor.slug, commune=code, window=window,
-                                   footprint_path=str(footprint_paths(out_dir, code)[0]), communes=layer,
-                                   out_dir=out_dir, subpixel_m=grid.subpixel_m) if do_cov else None
+                                   store=platform.store, union_method=union_method,
+                                   code_version=factor_code_version(factor), communes=layer,
+                                   run_id=context.run.run_id) if do_fp else None
+                cov = CoverageTask(factor=factor.slug, commune=code, window=window, communes=layer,
+                                   store=platform.store, subpixel_m=grid.subpixel_m,
+                                   run_id=context.run.run_id) if do_cov else None
                 tasks.append(ConstraintTask(footprint=fp, coverage=cov))
         # grouped by factor (workers keep the last sources read), the biggest communes first within a factor
         tasks.sort(key=lambda t: -t.size)
         tasks.sort(key=lambda t: factor_rank[t.factor_slug])
         # Each factor's results are recorded as soon as its last commune is done, while the workers go on
         # with the next factors (Dagster's bookkeeping is ~60 events per factor and would otherwise idle them).
-        results = iter_tasks(run_constraint, tasks, size=lambda t: t.size, keep_order=True)
-        by_factor = groupby(zip(tasks, results), key=lambda done: done[0].factor_slug)
-        for slug, done in by_factor:
-            records: dict[str, list] = {"footprint": [], "coverage": []}
-            for _task, result in done:
-                for kind, record in result.items():
-                    records[kind].append(record)
-            factor = factors_by_slug[slug]
-            if records["footprint"]:
-                yield _footprint_result(platform, factor, records["footprint"], inputs_by_factor[slug])
-            if records["coverage"]:
-                yield _coverage_result(platform, factor, records["coverage"])
+        with territory.progress(context.run.run_id).stage("constraints", len(tasks), "factor × commune") as advance:
+            results = iter_tasks(run_constraint, tasks, size=lambda t: t.size, keep_order=True, progress=advance)
+            by_factor = groupby(zip(tasks, results), key=lambda done: done[0].factor_slug)
+            for slug, done in by_factor:
+                records: dict[str, list] = {"footprint": [], "coverage": []}
+                for _task, result in done:
+                    for kind, record in result.items():
+                        records[kind].append(record)
+                factor = factors_by_slug[slug]
+                if records["footprint"]:
+                    yield _footprint_result(platform, factor, records["footprint"], inputs_by_factor[slug])
+                if records["coverage"]:
+                    yield _coverage_result(platform, factor, records["coverage"])
 
     return _constraints
 
@@ -203,7 +193,7 @@ def _footprint_result(platform: Platform, factor: FactorDef, records: list[dict]
         asset_key=footprint_key(factor.slug),
         metadata={
             "communes": len(records),
-            "per_commune": _table(rows, list(rows[0])),
+            "per_commune": md_table(rows, list(rows[0])),
             "polygons": sum(r["stats"]["polygons_out"] for r in records),
             "area_m2": round(sum(r["stats"]["area_m2"] for r in records), 1),
             "missing_radius": sum(r["stats"].get("missing_radius", 0) for r in records),
@@ -213,7 +203,7 @@ def _footprint_result(platform: Platform, factor: FactorDef, records: list[dict]
                 {"source": i.slug, "version": i.version, "raw_sha256": i.raw_sha256,
                  "normalised_sha256": i.normalised_sha256, "partner": i.partner, "origin": i.origin}
                 for i in inputs]),
-            "dagster/uri": dg.MetadataValue.path(str(platform.layout.constraint_dir(factor.slug))),
+            "dagster/uri": dg.MetadataValue.path(str(platform.store.factor_dir(factor.slug))),
         },
     )
 
@@ -221,7 +211,6 @@ def _footprint_result(platform: Platform, factor: FactorDef, records: list[dict]
 def _coverage_result(platform: Platform, factor: FactorDef, records: list[dict]):
     grid = platform.territory.grid
     key = coverage_key(factor.slug)
-    out_dir = str(platform.layout.constraint_dir(factor.slug))
     bad_values = [r["commune"] for r in records if not (r["values_ok"] and r["outside_is_nodata"])]
     footprint_area = sum(r["footprint_in_commune"] for r in records)
     covered = sum(r["covered_cells"] for r in records)
@@ -234,11 +223,11 @@ def _coverage_result(platform: Platform, factor: FactorDef, records: list[dict])
         asset_key=key,
         metadata={
             "communes": len(records),
-            "per_commune": _table(rows, list(rows[0])),
+            "per_commune": md_table(rows, list(rows[0])),
             "covered_cells": covered,
             "covered_area_m2": round(sum(r["covered_area_m2"] for r in records), 1),
-            "dagster/uri": dg.MetadataValue.path(out_dir),
-            "example_file": dg.MetadataValue.path(str(coverage_paths(out_dir, records[0]["commune"])[0])),
+            "dagster/uri": dg.MetadataValue.path(str(platform.store.factor_dir(factor.slug))),
+            "example_file": dg.MetadataValue.path(str(platform.store.coverage(factor.slug, records[0]["commune"]))),
         },
         check_results=[
             dg.AssetCheckResult(asset_key=key, check_name="values_in_range", passed=not bad_values,

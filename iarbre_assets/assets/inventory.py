@@ -1,36 +1,37 @@
-"""source_inventory: every source version ever seen, accepted or rejected, in the warehouse.
+"""source_inventory: every source version ever seen, and each source's freshness, in the warehouse.
 
 Read by the dbt mart `source_inventory` (what data stewards watch: partner, version, when it was
-delivered and accepted, row counts, check status, age against the expected cadence).
+delivered and accepted, row counts, check status, and the freshness of provenance/freshness.py, the one
+definition `iarbre freshness`, the partner_freshness check and Dagster's freshness policy share).
 """
 
-
-from datetime import datetime
+from datetime import datetime, timezone
 
 import dagster as dg
-from dagster import AssetExecutionContext
 import pandas as pd
+from dagster import AssetExecutionContext
 
+from ..automation.conditions import DAILY_OR_CODE_CHANGED
 from ..platform import Platform
-from ..provenance.raw_store import RawStore
-from ..provenance.source_versions import SourceVersions
-from .common import EAGER, GROUP_SOURCES, STEWARDS, WAREHOUSE_POOL, source_key
-from .warehouse_tables import write_table
-
-INVENTORY_KEY = dg.AssetKey(["source_inventory"])
+from ..provenance.freshness import territory_freshness
+from ..resources import TerritoryResource, WarehouseResource
+from ..warehouse import writes
+from ..warehouse.schema import contract
+from .keys import GROUP_SOURCES, INVENTORY_KEY, STEWARDS, WAREHOUSE_POOL, source_key
 
 
 def _ts(value: str | None):
     if not value:
         return None
-    return datetime.fromisoformat(value).replace(tzinfo=None)
+    parsed = datetime.fromisoformat(value)
+    return (parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed).replace(tzinfo=None)
 
 
 def inventory_rows(platform: Platform) -> list[dict]:
-    store = RawStore(platform.layout)
+    store = platform.store.raw
     rows = []
     for slug, source in platform.sources.items():
-        versions = SourceVersions(platform.layout, slug)
+        versions = platform.store.versions(slug)
         current = versions.current()
         history = {h["raw_sha256"]: h for h in versions.history()}  # last record per raw version wins
         partner = platform.catalogue.partners.get(source.partner)
@@ -80,21 +81,33 @@ def build_inventory_asset(platform: Platform) -> dg.AssetsDefinition:
         owners=[STEWARDS],
         kinds={"duckdb"},
         description="Every raw version of every source (partner, origin, hash, delivery and acceptance times, "
-                    "row counts, check status), loaded into iarbre.source_versions for the marts.",
-        code_version="inv1",
-        automation_condition=EAGER,
+                    "row counts, check status) and each source's freshness (iarbre.source_versions and "
+                    "iarbre.source_freshness, for the marts). Rebuilt when a source changes, and daily so the "
+                    "freshness stays true while nothing is delivered.",
+        code_version="inv2",
+        automation_condition=DAILY_OR_CODE_CHANGED,
         pool=WAREHOUSE_POOL,
     )
-    def _inventory(context: AssetExecutionContext) -> dg.MaterializeResult:
-        rows = inventory_rows(platform)
-        frame = pd.DataFrame(rows)
-        write_table("source_versions", frame)
+    def _inventory(context: AssetExecutionContext, territory: TerritoryResource,
+                   warehouse: WarehouseResource) -> dg.MaterializeResult:
+        platform = territory.platform
+        territory.progress(context.run.run_id).emit("source inventory")
+        frame = pd.DataFrame(inventory_rows(platform))
+        freshness = [f.as_dict() for f in territory_freshness(platform, territory.as_of)]
+        fresh = pd.DataFrame([{**f, "content_changed_at": _ts(f["content_changed_at"]),
+                               "last_fetch_at": _ts(f["last_fetch_at"]), "last_rejected_at": _ts(f["last_rejected_at"]),
+                               "as_of": _ts(f["as_of"])} for f in freshness]).drop(columns=["label"])
+        with warehouse.get_connection() as con:
+            writes.write_source_inventory(con, contract(platform.catalogue), frame, fresh)
         current = frame[frame["is_current"]] if len(frame) else frame
+        late = sorted(f["source"] for f in freshness if f["status"] == "late")
         return dg.MaterializeResult(metadata={
             "dagster/row_count": len(frame),
             "sources": len(platform.sources),
             "sources_with_accepted_version": int(current["source"].nunique()) if len(current) else 0,
             "rejected_versions": int((frame["check_status"] == "failed").sum()) if len(frame) else 0,
+            "late_sources": dg.MetadataValue.json(late),
+            "freshness_as_of": freshness[0]["as_of"] if freshness else "",
         })
 
     return _inventory

@@ -1,70 +1,137 @@
-"""Automation: partner-data refresh runs by itself.
+"""Automation: partner-data refresh runs by itself (all sensors RUNNING by default).
 
-- `partner_inbox` watches $IARBRE_HOME/inbox/<partner>/: a new or changed drop requests a run of the raw
-  and normalised assets of the sources it feeds.
-- `iarbre_automation` evaluates the declarative automation conditions: remote sources are polled daily,
-  and everything downstream is recomputed when (and only where) its inputs changed and passed their
-  blocking checks. Both sensors are RUNNING by default.
+- `partner_inbox`   a file dropped in $IARBRE_HOME/inbox/<partner>/ that matches a source of that partner
+                    (store/inbox.py) requests an ingest run of that source; a drop matching none is
+                    quarantined and a document ignored, with the reason in the ledger (`iarbre inbox`) and as
+                    an observation on the partner's inbox asset.
+- `partner_poll`    probes each remote source when its poll interval (from its cadence) is due, cheaply; a
+                    changed endpoint requests an ingest run (automation/polls.py).
+- `partner_refresh` after any run that changed data (an ingest, a code change, a manual materialisation),
+                    requests the one run that brings every output up to date (automation/refresh.py).
+- `iarbre_automation` declarative automation for what is not data: code or catalogue changes, the daily
+                    inventory rebuild.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime, timezone
 
 import dagster as dg
 
-from ..assets.common import raw_key, source_key
-from ..assets.sources import inbox_file
-from ..catalog.models import FileLocation
-from ..platform import Platform
+from ..assets.keys import inbox_key, raw_key, source_key
+from ..resources import TerritoryResource
+from . import polls, refresh
+
+FINAL_STATES = {"accepted", "rejected", "ignored", "quarantined"}
 
 
-def inbox_fingerprints(platform: Platform) -> dict[str, str]:
-    """source slug -> fingerprint of its current partner drop (name, size, mtime)."""
-    out = {}
-    for slug, source in platform.sources.items():
-        if not isinstance(source.location, FileLocation):
+def scan_inbox(platform, run_id: str | None = None) -> tuple[list, list[dict]]:
+    """Candidate drops without a final state yet, and the ledger entries written for files set aside."""
+    inbox = platform.store.drops
+    latest = inbox.latest()
+    candidates, recorded = [], []
+    for verdict in inbox.scan(platform.sources_by_partner, inbox.known_hashes()):
+        drop = verdict.drop
+        entry = latest.get((drop.partner, drop.path.name, drop.sha256))
+        if entry is not None and entry["state"] in FINAL_STATES:
             continue
-        drop = inbox_file(platform, source)
-        if drop is not None:
-            stat = drop.stat()
-            out[slug] = f"{drop.name}:{stat.st_size}:{stat.st_mtime_ns}"
-    return out
+        if verdict.state == "candidate":
+            candidates.append(verdict)
+        elif entry is None:
+            recorded.append(inbox.record(drop, verdict.state, source=None, reason=verdict.reason, run_id=run_id))
+    return candidates, recorded
 
 
-def build_sensors(platform: Platform) -> list:
-    file_sources = [s for s, d in platform.sources.items() if isinstance(d.location, FileLocation)]
-    targets = [raw_key(s) for s in file_sources] + [source_key(s) for s in file_sources]
+def ingest_request(sources: list[str], trigger: str, key: str) -> dg.RunRequest:
+    run_key = hashlib.sha256(f"{trigger}:{key}".encode()).hexdigest()[:20]
+    return dg.RunRequest(run_key=run_key, asset_selection=[raw_key(s) for s in sources] + [source_key(s) for s in sources],
+                         tags={"iarbre/trigger": trigger, "iarbre/sources": ",".join(sources)[:200]})
 
-    @dg.sensor(
-        name="partner_inbox",
-        description="New partner drops in $IARBRE_HOME/inbox/<partner>/ trigger ingestion of the sources they feed.",
-        minimum_interval_seconds=30,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        target=targets,
-    )
-    def partner_inbox(context: dg.SensorEvaluationContext):
-        seen = json.loads(context.cursor) if context.cursor else {}
-        current = inbox_fingerprints(platform)
-        changed = sorted(slug for slug, fp in current.items() if seen.get(slug) != fp)
-        if not changed:
-            return dg.SkipReason("no new partner drop")
-        run_key = hashlib.sha256(json.dumps({s: current[s] for s in changed}, sort_keys=True).encode()).hexdigest()[:20]
-        return dg.SensorResult(
-            run_requests=[dg.RunRequest(
-                run_key=run_key,
-                asset_selection=[raw_key(s) for s in changed] + [source_key(s) for s in changed],
-                tags={"iarbre/trigger": "partner_inbox", "iarbre/sources": ",".join(changed)[:200]},
-            )],
-            cursor=json.dumps(current, sort_keys=True),
-        )
+
+def build_sensors() -> list:
+    @dg.sensor(name="partner_inbox", minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING,
+               target=dg.AssetSelection.all(),
+               description="A partner's drop in $IARBRE_HOME/inbox/<partner>/ requests the ingestion of the source it "
+                           "matches; a drop matching no source is quarantined with the reason.")
+    def partner_inbox(context: dg.SensorEvaluationContext, territory: TerritoryResource):
+        platform = territory.platform
+        candidates, recorded = scan_inbox(platform)
+        events = [dg.AssetObservation(asset_key=inbox_key(e["partner"]), metadata={
+            "file": e["file"], "sha256": e["sha256"], "state": e["state"], "reason": e["reason"]}) for e in recorded]
+        requested = json.loads(context.cursor) if context.cursor else {}
+        pending = {f"{v.drop.partner}/{v.drop.path.name}@{v.drop.sha256}": v.source for v in candidates}
+        new = {k: s for k, s in pending.items() if k not in requested}
+        cursor = json.dumps(pending, sort_keys=True)  # forget what is no longer pending
+        if not new:
+            aside = f"; {len(recorded)} file(s) set aside, see `iarbre inbox`" if recorded else ""
+            waiting = f"; {len(pending)} drop(s) being ingested" if pending else ""
+            return dg.SensorResult(skip_reason=f"no new partner drop{waiting}{aside}", asset_events=events,
+                                   cursor=cursor)
+        sources = sorted(set(new.values()))
+        return dg.SensorResult(run_requests=[ingest_request(sources, "partner_inbox", ",".join(sorted(new)))],
+                               asset_events=events, cursor=cursor)
+
+    @dg.sensor(name="partner_poll", minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING,
+               target=dg.AssetSelection.all(),
+               description="Probes each remote source when its poll interval (from its cadence) is due, with a "
+                           "conditional request or the server's count; a changed endpoint is fetched.")
+    def partner_poll(context: dg.SensorEvaluationContext, territory: TerritoryResource):
+        platform = territory.platform
+        due = polls.due(platform)
+        if not due:
+            return dg.SkipReason("no remote source is due for a poll")
+        to_fetch, details = polls.probe(platform, due)
+        lines = "; ".join(f"{d['source']}: {d['detail']}" for d in details)
+        if not to_fetch:
+            return dg.SkipReason(f"{len(due)} source(s) probed, none changed: {lines}"[:1000])
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return dg.SensorResult(run_requests=[ingest_request(sorted(to_fetch), "partner_poll", stamp)])
+
+    @dg.sensor(name="partner_refresh", minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING,
+               target=dg.AssetSelection.all(),
+               description="After a run that changed data, requests the one run that recomputes exactly what "
+                           "depends on it: touched communes, mosaics, exports, warehouse and marts (dbt once).")
+    def partner_refresh(context: dg.SensorEvaluationContext, territory: TerritoryResource):
+        instance = context.instance
+        busy = instance.get_run_records(dg.RunsFilter(statuses=list(IN_PROGRESS), tags={
+            "iarbre/trigger": refresh.REFRESH_TRIGGER}), limit=1)
+        if busy:
+            return dg.SkipReason(f"refresh run {busy[0].dagster_run.run_id[:8]} in progress")
+        cursor = json.loads(context.cursor) if context.cursor else None
+        if cursor is None:  # a new sensor does not replay the instance's history
+            return dg.SensorResult(skip_reason="started: watching runs from now on",
+                                   cursor=json.dumps({"after": datetime.now(timezone.utc).timestamp(), "done": []}))
+        after = datetime.fromtimestamp(cursor["after"], timezone.utc)
+        records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS,
+                                                                   dg.DagsterRunStatus.FAILURE], updated_after=after),
+                                           ascending=True)
+        records = [r for r in records if r.dagster_run.run_id not in cursor["done"]]
+        if not records:
+            return dg.SkipReason("no run finished since the last check")
+        graph = context.repository_def.asset_graph
+        plan = refresh.RefreshPlan(after_runs=[])
+        for record in records:
+            plan.merge(refresh.plan_after(instance, graph, record.dagster_run.run_id))
+        last = max(r.update_timestamp.timestamp() for r in records)
+        done = [r.dagster_run.run_id for r in records if r.update_timestamp.timestamp() == last]
+        new_cursor = json.dumps({"after": last, "done": done})
+        requests = refresh.run_requests(plan, graph, territory.platform.commune_codes)
+        if not requests:
+            return dg.SensorResult(skip_reason=f"{len(records)} finished run(s) changed nothing downstream",
+                                   cursor=new_cursor)
+        return dg.SensorResult(run_requests=requests, cursor=new_cursor)
 
     automation = dg.AutomationConditionSensorDefinition(
         "iarbre_automation",
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=30,
-        description="Polls remote sources daily and recomputes what depends on changed data, only where it changed.",
+        description="Recomputes an asset when its code or catalogue entry changes, and rebuilds the inventory daily.",
     )
-    return [partner_inbox, automation]
+    return [partner_inbox, partner_poll, partner_refresh, automation]
+
+
+IN_PROGRESS = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+               dg.DagsterRunStatus.STARTED)

@@ -31,6 +31,15 @@ class _Remote(Strict):
     timeout_s: float = Field(60.0, gt=0)
     retries: int = Field(3, ge=0, le=10)
     params: dict[str, str] = Field(default_factory=dict, description="extra query parameters")
+    poll_every: str | None = Field(None, description="ISO 8601 duration between two probes of the endpoint "
+                                   "(default: the source's cadence / 30, between 1 hour and 1 day)")
+
+    @field_validator("poll_every")
+    @classmethod
+    def _poll_every(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_to_timedelta(value)
+        return value
 
 
 class WfsLocation(_Remote):
@@ -92,6 +101,18 @@ Location = Annotated[
 # Catalogue
 # ----------------------------------------------------------------------------------------------
 _ISO_DURATION = re.compile(r"^P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?$")
+
+
+_ISO_TIME = re.compile(r"^P(?:(\d+)D)?T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?$")
+
+
+def duration_to_timedelta(value: str) -> timedelta:
+    """An ISO 8601 duration: a cadence (P1M, P6M, P1Y) or a time (PT6H, PT30M, P1DT12H)."""
+    match = _ISO_TIME.match(value)
+    if match and any(match.groups()):
+        days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+        return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    return cadence_to_timedelta(value)
 
 
 def cadence_to_timedelta(cadence: str) -> timedelta:

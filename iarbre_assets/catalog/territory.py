@@ -19,7 +19,7 @@ from .models import (
     Strict,
 )
 
-PLATFORM_CRS = "EPSG:2154"
+from ..geo.crs import PLATFORM_CRS
 
 
 def _check_crs(value: str) -> str:
@@ -76,8 +76,12 @@ class LayerSpec(Strict):
 
 
 class LocalServer(Strict):
-    """Serve wire-format files (GML, data-fair JSON) from `root` on 127.0.0.1 for `${LOCAL_SERVER}` URLs."""
+    """Serve wire-format files (GML, data-fair JSON) from `root` on 127.0.0.1 for `${LOCAL_SERVER}` URLs.
 
+    `kind` names the server plugin (entry point group `iarbre.local_servers`; the demo package provides "demo").
+    """
+
+    kind: str = "demo"
     root: str
 
 
@@ -90,6 +94,8 @@ class QualitySpec(Strict):
 
 class Retention(Strict):
     raw_versions: int = Field(10, ge=1, description="raw versions kept per source (the accepted one always is)")
+    score_runs: int = Field(5, ge=1, description="score runs kept addressable (the current map and labelled runs "
+                                                 "always are)")
 
 
 class Territory(Strict):
@@ -176,12 +182,14 @@ class Territory(Strict):
         )
 
     # -- paths and URLs ------------------------------------------------------------------------
+    def url_variable_names(self) -> list[str]:
+        """The ${NAME}s the source URLs use, but LOCAL_SERVER (the local wire server's address)."""
+        names = {n for loc in self.sources.values() for n in url_variable_names(getattr(loc, "url", "") or "")}
+        return sorted(names - {"LOCAL_SERVER"})
+
     def data_dir_path(self, home: Path, override: Path | str | None = None) -> Path:
         if override:
             return Path(override).resolve()
-        env = os.environ.get("IARBRE_DATA_DIR")
-        if env:
-            return Path(env).resolve()
         if self.data_dir:
             path = Path(os.path.expandvars(self.data_dir))
             if not path.is_absolute() and self.file:
@@ -193,15 +201,17 @@ class Territory(Strict):
 _VAR = re.compile(r"\$\{([A-Z_][A-Z0-9_]*)\}")
 
 
+def url_variable_names(url: str) -> list[str]:
+    return _VAR.findall(url)
+
+
 def expand_url(url: str, variables: dict[str, str]) -> str:
-    """Replace ${NAME} with a value from `variables` or the environment; unknown names are an error."""
+    """Replace ${NAME} with a value from `variables`; unknown names are an error."""
 
     def repl(match: re.Match) -> str:
         name = match.group(1)
         if name in variables:
             return variables[name]
-        if name in os.environ:
-            return os.environ[name]
         raise KeyError(f"URL {url!r} needs ${{{name}}}, which is not set")
 
     return _VAR.sub(repl, url)

@@ -1,45 +1,34 @@
 """Per-commune work for the constraint assets (no Dagster): footprint and coverage of one factor.
 
-    constraints/<factor>/<commune>.footprint.parquet   the footprint polygons (GeoParquet, EPSG:2154)
-    constraints/<factor>/<commune>.footprint.json      what produced it: catalogue entry, source versions
-    constraints/<factor>/<commune>.tif                 percent coverage, uint8, 255 = outside the commune
-    constraints/<factor>/<commune>.json                coverage statistics and hashes
+Writes, through the store: the footprint polygons (GeoParquet) and its record (catalogue entry, source
+versions), the percent coverage (uint8 GeoTIFF, 255 = outside the commune) and its record (statistics, hashes).
 
 Features are read for the commune window grown by the factor's reach, so a buffer that crosses a commune
 edge counts on both sides; each cell is then kept only in the commune that contains its centre, and only
 the tiles holding such cells are rasterised. When one task computes both, the coverage is computed from the
 footprint polygons in memory (the same polygons the parquet file holds, bit for bit).
-
-Sidecars are renamed into place atomically but not fsync'ed: the data files next to them are not either,
-and at two sidecars per (factor, commune) the fsyncs alone cost more than all the small factors' work.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 import shapely
-from pyproj import CRS as ProjCRS
 
 from ..catalog.models import FactorDef
-from ..geo.coverage import coverage_percent, percent_step
+from ..geo.coverage import COVERAGE_NODATA, coverage_percent, percent_step
 from ..geo.footprint import CellArea, factor_footprint
-from ..geo.grid import Window, cell_owner
-from ..geo.raster_io import write_geotiff
-from ..paths import atomic_path
-from ..provenance.source_versions import file_sha256
+from ..geo.grid import PLATFORM_CRS, Window, cell_owner
+from ..store import Store, write_json
+from ..store.geoparquet import write_polygons
+from ..store.rasters import write_geotiff
+from ..store.versions import file_sha256
 
-CRS = "EPSG:2154"
-COVERAGE_NODATA = 255
 # zstd: 1.6x faster to write than deflate (GDAL's default level 9), a little smaller, faster to read
 COVERAGE_COMPRESS = "zstd"
 _SOURCE_CACHE: "OrderedDict[str, gpd.GeoDataFrame]" = OrderedDict()
@@ -82,10 +71,11 @@ class FootprintTask:
     commune: str
     window: Window
     sources: list[SourceInput]
-    out_dir: str
+    store: Store
     union_method: str = "overlay"
     code_version: str = ""
     communes: "CommuneLayer | None" = None
+    run_id: str = ""
 
     @property
     def factor_slug(self) -> str:
@@ -97,10 +87,10 @@ class CoverageTask:
     factor: str
     commune: str
     window: Window
-    footprint_path: str
     communes: CommuneLayer
-    out_dir: str
+    store: Store
     subpixel_m: float = 1.0
+    run_id: str = ""
 
     @property
     def factor_slug(self) -> str:
@@ -126,70 +116,13 @@ def _factor_frame(sources: list[SourceInput]) -> gpd.GeoDataFrame:
         return frames[0]
     key = "|".join(s.path for s in sources)
     if key not in _SOURCE_CACHE:
-        _SOURCE_CACHE[key] = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=CRS)
+        _SOURCE_CACHE[key] = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=PLATFORM_CRS)
     return _SOURCE_CACHE[key]
 
 
 def union_method_for(factor: FactorDef, geometry: str) -> str:
-    """Every factor unions as published: buffered features, then an exact overlay union.
-
-    Networks used to buffer their merged lines instead ("merge_lines"); on the full-scale territory that was
-    4x slower than the overlay union of the buffered features, and not the same set: GEOS simplifies a
-    merged line before buffering it and fell back to a 1e-5 m grid on some windows (78 cells of 21 M
-    differed, docs/decisions.md). Kept as a function so callers need not change.
-    """
+    """Every factor unions as published: buffered features, then an exact overlay union (docs/decisions.md D22)."""
     return "overlay"
-
-
-def footprint_paths(out_dir: str, commune: str) -> tuple[Path, Path]:
-    base = Path(out_dir)
-    return base / f"{commune}.footprint.parquet", base / f"{commune}.footprint.json"
-
-
-def coverage_paths(out_dir: str, commune: str) -> tuple[Path, Path]:
-    base = Path(out_dir)
-    return base / f"{commune}.tif", base / f"{commune}.json"
-
-
-def _write_json(path: Path, record: dict, **dump) -> None:
-    """Atomic (temporary sibling, then rename), without fsync (see the module doc)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(record, **dump), encoding="utf-8")
-
-
-_GEOMETRY_TYPES = {0: "Point", 1: "LineString", 3: "Polygon", 4: "MultiPoint", 5: "MultiLineString",
-                   6: "MultiPolygon", 7: "GeometryCollection"}
-_PROJJSON: dict = {}
-
-
-def write_footprint(path: Path, polygons: np.ndarray) -> None:
-    """GeoParquet 1.1 (WKB geometry + covering bbox column, zstd), as GeoDataFrame.to_parquet writes it.
-
-    Written with pyarrow directly: through geopandas the same file costs ~9 ms more per commune (pandas
-    overhead), i.e. most of a small factor's footprint step. Read it with geopandas.read_parquet.
-    """
-    polygons = np.asarray(polygons, dtype=object)
-    if not _PROJJSON:
-        _PROJJSON.update(ProjCRS.from_user_input(CRS).to_json_dict())
-    bounds = shapely.bounds(polygons) if len(polygons) else np.empty((0, 4))
-    bbox = pa.StructArray.from_arrays([pa.array(bounds[:, i], pa.float64()) for i in range(4)],
-                                      names=["xmin", "ymin", "xmax", "ymax"])
-    column = {"encoding": "WKB", "crs": _PROJJSON,
-              "geometry_types": sorted({_GEOMETRY_TYPES[t] for t in shapely.get_type_id(polygons).tolist()})}
-    if len(polygons):
-        column["bbox"] = [float(bounds[:, 0].min()), float(bounds[:, 1].min()),
-                          float(bounds[:, 2].max()), float(bounds[:, 3].max())]
-    column["covering"] = {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}}
-    geo = {"primary_column": "geometry", "columns": {"geometry": column}, "version": "1.1.0",
-           "creator": {"library": "geopandas", "version": gpd.__version__}}
-    field = pa.field("geometry", pa.binary(), metadata={
-        "ARROW:extension:name": "geoarrow.wkb",
-        "ARROW:extension:metadata": json.dumps({"crs": _PROJJSON}),
-    })
-    schema = pa.schema([field, pa.field("bbox", bbox.type)], metadata={"geo": json.dumps(geo)})
-    table = pa.Table.from_arrays([pa.array(shapely.to_wkb(polygons), pa.binary()), bbox], schema=schema)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
 
 
 def _footprint(task: FootprintTask) -> tuple[dict, np.ndarray]:
@@ -198,12 +131,12 @@ def _footprint(task: FootprintTask) -> tuple[dict, np.ndarray]:
     cells = None if task.communes is None else _owned_area(task.communes, task.commune, task.window)
     footprint = factor_footprint(frame, task.factor, bounds=task.window.bounds, union_method=task.union_method,
                                  cells=cells)
-    out, sidecar = footprint_paths(task.out_dir, task.commune)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_footprint(out, footprint.polygons)
+    out = task.store.footprint(task.factor.slug, task.commune)
+    write_polygons(out, footprint.polygons)
     record = {
         "factor": task.factor.slug,
         "commune": task.commune,
+        "run_id": task.run_id,
         "window": list(task.window.bounds),
         # features used: those reaching into the commune (+ one cell), or into the whole window
         "extent": "commune" if task.communes is not None else "window",
@@ -214,7 +147,7 @@ def _footprint(task: FootprintTask) -> tuple[dict, np.ndarray]:
         "stats": {k: (float(v) if isinstance(v, float) else int(v)) for k, v in footprint.stats.items()},
         "sha256": file_sha256(out),
     }
-    _write_json(sidecar, record, indent=1, ensure_ascii=False)
+    write_json(task.store.footprint_record(task.factor.slug, task.commune), record, indent=1)
     return record, footprint.polygons
 
 
@@ -296,15 +229,15 @@ def commune_mask(communes: CommuneLayer, code: str, window: Window) -> np.ndarra
 def run_coverage(task: CoverageTask, polygons: np.ndarray | None = None, footprint_sha256: str | None = None) -> dict:
     """Coverage of one commune. `polygons` (and the footprint file's `footprint_sha256`): the footprint just
     written by the same task, to skip reading it back; by default the footprint file is read."""
+    footprint_path = task.store.footprint(task.factor, task.commune)
     if polygons is None:
-        polygons = np.asarray(gpd.read_parquet(task.footprint_path).geometry.values)
+        polygons = np.asarray(gpd.read_parquet(footprint_path).geometry.values)
     if footprint_sha256 is None:
-        footprint_sha256 = file_sha256(Path(task.footprint_path))
+        footprint_sha256 = file_sha256(footprint_path)
     inside = _owned_cells(task.communes, task.commune, task.window)
     coverage = coverage_percent(polygons, task.window, subpixel=task.subpixel_m, mask=inside)
     np.copyto(coverage, COVERAGE_NODATA, where=~inside)
-    out, sidecar = coverage_paths(task.out_dir, task.commune)
-    write_geotiff(out, coverage, task.window, nodata=COVERAGE_NODATA, compress=COVERAGE_COMPRESS)
+    write_geotiff(task.store.coverage(task.factor, task.commune), coverage, task.window, nodata=COVERAGE_NODATA, compress=COVERAGE_COMPRESS)
     values = coverage[inside]
     step = percent_step(task.window, task.subpixel_m)[1]
     digest = hashlib.sha256(coverage)  # == sha256(coverage.tobytes() + bounds), without the copy
@@ -312,6 +245,7 @@ def run_coverage(task: CoverageTask, polygons: np.ndarray | None = None, footpri
     record = {
         "factor": task.factor,
         "commune": task.commune,
+        "run_id": task.run_id,
         "footprint_sha256": footprint_sha256,
         "footprint_polygons": int(len(polygons)),
         "coverage_sha256": digest.hexdigest(),
@@ -325,7 +259,7 @@ def run_coverage(task: CoverageTask, polygons: np.ndarray | None = None, footpri
         # a footprint that reaches into the commune must cover some sub-pixel centre in it
         "footprint_in_commune": _footprint_reaches(polygons, task),
     }
-    _write_json(sidecar, record, indent=1)
+    write_json(task.store.coverage_record(task.factor, task.commune), record, indent=1)
     return record
 
 
@@ -371,10 +305,6 @@ def run_constraint(task: ConstraintTask) -> dict:
     if task.footprint is not None:
         out["footprint"], polygons = _footprint(task.footprint)
         sha = out["footprint"]["sha256"]
-        same_file = task.coverage is not None and Path(task.coverage.footprint_path) == footprint_paths(
-            task.footprint.out_dir, task.footprint.commune)[0]
-        if not same_file:
-            polygons = sha = None
     if task.coverage is not None:
         out["coverage"] = run_coverage(task.coverage, polygons=polygons, footprint_sha256=sha)
     return out

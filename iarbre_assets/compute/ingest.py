@@ -2,6 +2,10 @@
 
 A rejected version (unreadable, or failing a blocking quality check) is recorded as rejected and never
 becomes current: downstream keeps reading the last accepted version. Runs in a pool worker.
+
+Which bytes are normalised: after a fetch, the bytes fetched when they are new; bytes seen before (an
+unchanged endpoint, or an endpoint serving again an older version than a partner's drop) never replace the
+version in use. Without a fetch (the normaliser or catalogue changed), the bytes of the version in use.
 """
 
 from __future__ import annotations
@@ -13,12 +17,11 @@ from pathlib import Path
 import geopandas as gpd
 
 from ..catalog import FactorDef, SourceDef
-from ..paths import Layout, atomic_path
-from ..provenance.change_detection import changed_windows, window_hashes
-from ..provenance.raw_store import RawStore, RawVersion, utc_now
-from ..provenance.source_versions import SourceVersion, SourceVersions, file_sha256, version_id
-
-ROW_GROUP_SIZE = 20_000
+from ..geo.change_detection import changed_windows, window_hashes
+from ..store import Store
+from ..store.geoparquet import write_source_version
+from ..store.raw import RawVersion, utc_now
+from ..store.versions import SourceVersion, SourceVersions, file_sha256, version_id
 
 
 @dataclass
@@ -26,7 +29,7 @@ class IngestTask:
     source: SourceDef
     fetch: bool
     normalise: bool
-    home: str
+    store: Store
     data_dir: str
     url: str | None
     commune_bboxes: list
@@ -63,24 +66,23 @@ class IngestResult:
 
 def run_ingest(task: IngestTask) -> IngestResult:
     result = IngestResult(source=task.source.slug)
-    layout = Layout(Path(task.home))
     if task.fetch:
-        _fetch(task, layout, result)
+        _fetch(task, task.store, result)
         if result.fetch_error:
             return result
     if task.normalise:
         try:
-            _normalise(task, layout, result)
+            _normalise(task, task.store, result)
         except Exception as exc:  # an unexpected bug must not look like bad data: report with the traceback
             result.status = "rejected"
             result.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}"
     return result
 
 
-def _fetch(task: IngestTask, layout: Layout, result: IngestResult) -> None:
+def _fetch(task: IngestTask, home: Store, result: IngestResult) -> None:
     from ..connectors import ConnectorError, fetch_payload
 
-    store = RawStore(layout)
+    store = home.raw
     source = task.source
     try:
         payload = fetch_payload(source, data_dir=Path(task.data_dir), url=task.url, commune_bboxes=task.commune_bboxes)
@@ -88,35 +90,44 @@ def _fetch(task: IngestTask, layout: Layout, result: IngestResult) -> None:
         kept = store.latest(source.slug)
         result.fetch_error = (f"raw/{source.slug}: delivery failed, nothing stored; the previous raw version "
                               f"{kept.sha256[:16] if kept else '(none)'} is kept. {exc}")
+        store.record_failure(source.slug, task.url or str(getattr(source.location, "path", "")), str(exc))
         return
     put = store.put(source.slug, payload.data, payload.ext, origin=payload.origin, partner=source.partner,
                     licence=source.licence, connector=payload.kind, requests=payload.requests, details=payload.details)
-    accepted = SourceVersions(layout, source.slug).current()
+    accepted = home.versions(source.slug).current()
     result.pruned = len(store.prune(source.slug, keep=task.retention,
                                     protect={accepted.raw_sha256} if accepted else set()))
     result.fetched, result.raw, result.raw_path, result.raw_is_new = True, put.version, str(put.path), put.is_new
 
 
-def _normalise(task: IngestTask, layout: Layout, result: IngestResult) -> None:
+def _normalise(task: IngestTask, home: Store, result: IngestResult) -> None:
     from quality.runner import run_quality_suite
+
+    from ..catalog.quality_spec import normalise_summary, suite_spec
 
     from ..connectors import ConnectorError, parse_payload
     from ..geo.normalise import normalise
 
     source = task.source
     slug = source.slug
-    store = RawStore(layout)
-    versions = SourceVersions(layout, slug)
-    raw = store.latest(slug)
+    store = home.raw
+    versions = home.versions(slug)
+    current = versions.current()
+    result.previous_version = current.version if current else None
+    if task.fetch:
+        raw = result.raw
+        if current is not None and not result.raw_is_new:
+            _unchanged(task, home, versions, current, result)  # seen before: the version in use stays
+            return
+    else:
+        raw = store.version(slug, current.raw_sha256) if current is not None else store.latest(slug)
     if raw is None:
         result.status, result.error = "rejected", f"source/{slug}: no raw version yet; materialise raw/{slug} first"
         return
-    result.raw = result.raw or raw
-    current = versions.current()
-    result.previous_version = current.version if current else None
+    result.raw = raw
     vid = version_id(raw.sha256)
     if current is not None and current.version == vid:
-        _unchanged(task, layout, versions, current, result)
+        _unchanged(task, home, versions, current, result)
         return
 
     record = SourceVersion(source=slug, version=vid, raw_sha256=raw.sha256, normalised_sha256=None,
@@ -132,9 +143,9 @@ def _normalise(task: IngestTask, layout: Layout, result: IngestResult) -> None:
         result.error = f"source/{slug}: {raw.origin} (raw sha256 {raw.sha256[:16]}) cannot be used: {exc}. {kept}"
         return
 
-    suite = run_quality_suite(normalised, source, factors=task.factors, territory_bounds=task.territory_bounds,
-                              quality=task.quality, previous_row_count=versions.accepted_row_count(),
-                              normalise_report=report)
+    suite = run_quality_suite(normalised, suite_spec(source, task.factors, task.quality, task.territory_bounds),
+                              previous_row_count=versions.accepted_row_count(),
+                              normalise_summary=normalise_summary(report))
     record.report = report.as_dict()
     record.rows = len(normalised)
     record.quality = {"passed": suite.passed, "blocking_failures": suite.blocking_failures,
@@ -147,8 +158,9 @@ def _normalise(task: IngestTask, layout: Layout, result: IngestResult) -> None:
         result.error = f"{suite.failure_message(slug)} Origin: {raw.origin} (raw sha256 {raw.sha256[:16]}). {kept}"
         return
 
-    path = versions.stage_dir(vid) / "data.parquet"
-    write_geoparquet(normalised, path)
+    versions.stage_dir(vid)
+    path = versions.data_path(vid)
+    write_source_version(normalised, path)
     record.normalised_sha256 = file_sha256(path)
     if task.factors:
         record.window_hashes = window_hashes(normalised, task.windows, task.halo_m)
@@ -160,27 +172,17 @@ def _normalise(task: IngestTask, layout: Layout, result: IngestResult) -> None:
         result.layer_frame = normalised
 
 
-def _unchanged(task: IngestTask, layout: Layout, versions: SourceVersions, current: SourceVersion,
+def _unchanged(task: IngestTask, home: Store, versions: SourceVersions, current: SourceVersion,
                result: IngestResult) -> None:
     """Same raw bytes as the accepted version: nothing to check again; re-hash windows if the communes moved."""
     result.status, result.record = "unchanged", current
-    result.data_path = str(current.data_path(layout))
+    result.data_path = str(current.data_path(home))
     if task.factors and current.report.get("windows_signature") != task.windows_signature:
-        data = gpd.read_parquet(current.data_path(layout))
+        data = gpd.read_parquet(current.data_path(home))
         hashes = window_hashes(data, task.windows, task.halo_m)
         result.changed_communes = changed_windows(current.window_hashes, hashes)
         current.window_hashes = hashes
         current.report["windows_signature"] = task.windows_signature
         versions.accept(current)
     if task.source.slug in {"communes", "iris"}:
-        result.layer_frame = gpd.read_parquet(current.data_path(layout))
-
-
-def write_geoparquet(gdf: gpd.GeoDataFrame, path: Path) -> None:
-    """GeoParquet 1.1 with a bbox covering column, rows in Hilbert order so bbox reads prune row groups."""
-    if len(gdf):
-        order = gdf.geometry.hilbert_distance().argsort(kind="stable")
-        gdf = gdf.iloc[order.to_numpy()].reset_index(drop=True)
-    with atomic_path(path) as tmp:
-        gdf.to_parquet(tmp, schema_version="1.1.0", write_covering_bbox=True, row_group_size=ROW_GROUP_SIZE,
-                       compression="zstd")
+        result.layer_frame = gpd.read_parquet(current.data_path(home))

@@ -1,8 +1,9 @@
 """A small process pool for per-commune work, shared by every step of a run process.
 
 Workers are spawned once per process (not forked: the Dagster process has threads) and keep their
-imports and caches (loaded sources, communes) between steps. IARBRE_WORKERS sets the size
-(default: the number of CPUs); 1 runs everything inline, which the unit tests use.
+imports and caches (loaded sources, communes) between steps. `configure(workers)` sets the size (the
+territory resource does, from its `workers` field; 0 = the number of CPUs); 1 runs everything inline.
+Workers exit when their parent dies, even by SIGKILL (they watch its pid), so none outlives a killed run.
 """
 
 from __future__ import annotations
@@ -18,20 +19,41 @@ R = TypeVar("R")
 
 _EXECUTOR: ProcessPoolExecutor | None = None
 _EXECUTOR_SIZE = 0
+_CONFIGURED = 0
+
+
+def configure(workers: int) -> None:
+    """Pool size for this process: 0 = one per CPU, 1 = inline (no worker processes)."""
+    global _CONFIGURED
+    _CONFIGURED = max(0, int(workers))
 
 
 def worker_count() -> int:
-    configured = os.environ.get("IARBRE_WORKERS")
-    if configured:
-        return max(1, int(configured))
+    if _CONFIGURED:
+        return _CONFIGURED
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: exit as soon as the parent process is gone (a SIGKILL'ed run leaves no worker behind)."""
+    import threading
+    import time
+
+    def watch():
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _executor(size: int) -> ProcessPoolExecutor:
     global _EXECUTOR, _EXECUTOR_SIZE
     if _EXECUTOR is None or _EXECUTOR_SIZE != size:
         shutdown()
-        _EXECUTOR = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
+        _EXECUTOR = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_watch_parent, initargs=(os.getpid(),))
         _EXECUTOR_SIZE = size
     return _EXECUTOR
 
@@ -71,13 +93,13 @@ SMALL_WORK_CELLS = 1_000_000
 
 
 def map_tasks(fn: Callable[[T], R], tasks: Iterable[T], size: Callable[[T], float] | None = None,
-              keep_order: bool = False) -> list[R]:
+              keep_order: bool = False, progress: Callable[[], None] | None = None) -> list[R]:
     """Run fn over tasks, in parallel when more than one worker; results in task order (see iter_tasks)."""
-    return list(iter_tasks(fn, tasks, size=size, keep_order=keep_order))
+    return list(iter_tasks(fn, tasks, size=size, keep_order=keep_order, progress=progress))
 
 
 def iter_tasks(fn: Callable[[T], R], tasks: Iterable[T], size: Callable[[T], float] | None = None,
-               keep_order: bool = False) -> Iterator[R]:
+               keep_order: bool = False, progress: Callable[[], None] | None = None) -> Iterator[R]:
     """Run fn over tasks, in parallel when more than one worker; yield the results in task order.
 
     Every task is submitted before the first result is yielded, so the workers keep computing while the
@@ -86,19 +108,26 @@ def iter_tasks(fn: Callable[[T], R], tasks: Iterable[T], size: Callable[[T], flo
     `size` estimates a task's work in cells: small batches (a demo territory, an incremental update of one
     commune) run inline, and the biggest tasks are scheduled first so both cores finish together — unless
     `keep_order`, when the caller's order matters more (e.g. grouped by source, for the workers' caches).
+    `progress` is called once per finished task, in the caller's process.
     """
     tasks = list(tasks)
     workers = min(worker_count(), len(tasks))
     small = size is not None and sum(size(t) for t in tasks) < SMALL_WORK_CELLS
     if workers <= 1 or small:
         for task in tasks:
-            yield fn(task)
+            result = fn(task)
+            if progress:
+                progress()
+            yield result
         return
     order = list(range(len(tasks)))
     if size is not None and not keep_order:
         order.sort(key=lambda i: -size(tasks[i]))
     executor = _executor(worker_count())
     futures = {i: executor.submit(fn, tasks[i]) for i in order}
+    if progress:
+        for future in futures.values():
+            future.add_done_callback(lambda _f: progress())
     try:
         for i in range(len(tasks)):
             yield futures[i].result()

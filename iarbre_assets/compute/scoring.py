@@ -1,32 +1,29 @@
 """Per-commune work for the score assets (no Dagster): score, classes and tiles of one commune.
 
-    score/<commune>.tif             plantability score, float32, nodata -9999 outside the commune
-    score/<commune>.class.tif       class 0..10, uint8, 255 outside the commune
-    score/<commune>.json            provenance: every factor's weight, coverage and source versions
-    tiles/<commune>.parquet         one row per cell (GeoParquet, cell centre points, EPSG:2154)
+Writes, through the store: the score (float32 GeoTIFF, nodata -9999 outside the commune) and its record
+(what the run used: weights, blocking, class breaks, code and source versions, and the outputs' hashes),
+the classes (uint8, 255 outside), and the tiles (GeoParquet, one cell-centre point per cell). Each output is
+also kept in the score history under the run id (hard links: no copy).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..geo.grid import Window, cell_owner
-from ..geo.raster_io import read_geotiff, write_geotiff
+from ..geo.coverage import COVERAGE_NODATA
+from ..geo.grid import PLATFORM_CRS, Window, cell_owner
 from ..geo.preview import sample_on_lattice
-from ..geo.score import classify, factor_stats, meta_sums, score_cells, top_factors
-from ..paths import atomic_path, atomic_write_text
-from .constraints import COVERAGE_NODATA, CommuneLayer, commune_mask
-
-SCORE_NODATA = -9999.0
-CLASS_NODATA = 255
+from ..geo.score import CLASS_NODATA, SCORE_NODATA, classify, factor_stats, meta_sums, score_cells, top_factors
+from ..store import Store, write_json
+from ..store.geoparquet import with_point_geometry, write_tiles
+from ..store.rasters import read_geotiff, read_tags, write_geotiff
+from .constraints import CommuneLayer, commune_mask
 
 
 @dataclass(frozen=True)
@@ -36,7 +33,6 @@ class FactorInput:
     weight: float
     blocking: bool
     meta: str
-    coverage_path: str
 
 
 @dataclass
@@ -45,10 +41,10 @@ class ScoreTask:
     window: Window
     factors: list[FactorInput]
     communes: CommuneLayer
-    out_dir: str
+    store: Store
     blocked_score: float
     run_id: str = ""
-    provenance: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)  # what the run used (see assets/score.py); outputs are added
     class_breaks: list = field(default_factory=list)
     class_above: int = 10
     preview: tuple | None = None  # (extent Window, step): return a class sample for the run's preview
@@ -57,10 +53,10 @@ class ScoreTask:
 @dataclass
 class ClassTask:
     commune: str
-    score_path: str
-    out_dir: str
+    store: Store
     class_breaks: list[tuple[float, int]]
     class_above: int
+    run_id: str = ""
 
 
 @dataclass
@@ -68,9 +64,7 @@ class TilesTask:
     commune: str
     window: Window
     factors: list[FactorInput]
-    score_path: str
-    class_path: str
-    out_path: str
+    store: Store
     communes: CommuneLayer
     meta_index: dict[str, list[int]]
     top_groups: dict[str, list[int]]
@@ -80,19 +74,18 @@ class TilesTask:
     display_footprints: dict[str, str] = field(default_factory=dict)  # slug -> footprint parquet
 
 
-def score_paths(out_dir: str, commune: str) -> tuple[Path, Path, Path]:
-    base = Path(out_dir)
-    return base / f"{commune}.tif", base / f"{commune}.class.tif", base / f"{commune}.json"
-
-
-def read_coverage_stack(factors: list[FactorInput], window: Window) -> np.ndarray:
-    stack = np.zeros((len(factors), window.height, window.width), dtype=np.uint8)
-    for i, factor in enumerate(factors):
-        array, part_window, _ = read_geotiff(factor.coverage_path)
+def read_coverage_stack(paths: list[Path], window: Window) -> np.ndarray:
+    stack = np.zeros((len(paths), window.height, window.width), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        array, part_window, _ = read_geotiff(path)
         if part_window != window:
-            raise ValueError(f"{factor.coverage_path}: window {part_window.bounds} is not the commune window {window.bounds}")
+            raise ValueError(f"{path}: window {part_window.bounds} is not the commune window {window.bounds}")
         stack[i] = np.where(array == COVERAGE_NODATA, 0, array)
     return stack
+
+
+def coverage_paths(store: Store, factors: list[FactorInput], commune: str) -> list[Path]:
+    return [store.coverage(f.slug, commune) for f in factors]
 
 
 def _array_sha(array: np.ndarray, window: Window) -> str:
@@ -100,19 +93,17 @@ def _array_sha(array: np.ndarray, window: Window) -> str:
 
 
 def run_score(task: ScoreTask) -> dict:
-    stack = read_coverage_stack(task.factors, task.window)
+    coverages = coverage_paths(task.store, task.factors, task.commune)
+    stack = read_coverage_stack(coverages, task.window)
     valid = commune_mask(task.communes, task.commune, task.window)
     weights = [f.weight for f in task.factors]
     blocking = [f.blocking for f in task.factors]
     result = score_cells(stack, weights, blocking, valid, blocked_score=task.blocked_score, nodata=SCORE_NODATA)
-    score_path, _, sidecar = score_paths(task.out_dir, task.commune)
+    score_path = task.store.score(task.commune)
     write_geotiff(score_path, result.score, task.window, nodata=SCORE_NODATA)
     stats = factor_stats(stack, weights, result.blocked, valid, cell_area_m2=task.window.cell ** 2)
     scores = result.score[valid]
-    record = {
-        "commune": task.commune,
-        "run_id": task.run_id,
-        "window": list(task.window.bounds),
+    outputs = {
         "cells": int(valid.sum()),
         "blocked_cells": int((result.blocked & valid).sum()),
         "score_min": float(scores.min()) if scores.size else None,
@@ -120,13 +111,15 @@ def run_score(task: ScoreTask) -> dict:
         "score_mean": float(scores.mean(dtype=np.float64)) if scores.size else None,
         "nodata_inside": int((result.score[valid] == SCORE_NODATA).sum()),
         "score_sha256": _array_sha(result.score, task.window),
-        "factors": [
-            {"slug": f.slug, "label": f.label, "weight": f.weight, "blocking": f.blocking, "meta": f.meta, **s}
-            for f, s in zip(task.factors, stats)
-        ],
-        "provenance": task.provenance,
     }
-    atomic_write_text(sidecar, json.dumps(record, indent=1, ensure_ascii=False, default=str))
+    record = {**task.record, "commune": task.commune, "run_id": task.run_id, "outputs": outputs}
+    record["factor_stats"] = [{"slug": f.slug, **s} for f, s in zip(task.factors, stats)]
+    write_json(task.store.score_record(task.commune), record, indent=1)
+    history = task.store.history
+    history.keep(task.run_id, task.commune, "score", score_path)
+    history.keep(task.run_id, task.commune, "record", task.store.score_record(task.commune))
+    for factor, path in zip(task.factors, coverages):
+        history.keep(task.run_id, task.commune, f"coverage/{factor.slug}", path)
     if task.preview is not None:
         extent, step = task.preview
         classes = classify(result.score, task.class_breaks, task.class_above, nodata_in=SCORE_NODATA,
@@ -136,10 +129,23 @@ def run_score(task: ScoreTask) -> dict:
 
 
 def run_class(task: ClassTask) -> dict:
-    score, window, _ = read_geotiff(task.score_path)
+    """Classes of one commune, and their transitions from the classes it had before (the score_diff)."""
+    from ..geo.diff import class_transitions
+
+    score, window, _ = read_geotiff(task.store.score(task.commune))
     classes = classify(score, task.class_breaks, task.class_above, nodata_in=SCORE_NODATA, nodata_out=CLASS_NODATA)
-    _, class_path, _ = score_paths(task.out_dir, task.commune)
-    write_geotiff(class_path, classes, window, nodata=CLASS_NODATA)
+    class_path = task.store.classes(task.commune)
+    before, from_run = None, None
+    if class_path.exists():
+        previous, previous_window, _ = read_geotiff(class_path)
+        if previous_window == window:
+            before, from_run = previous, read_tags(class_path).get("run_id") or None
+    write_geotiff(class_path, classes, window, nodata=CLASS_NODATA, tags={"run_id": task.run_id})
+    task.store.history.keep(task.run_id, task.commune, "classes", class_path)
+    valid = sorted({c for _, c in task.class_breaks} | {task.class_above})
+    if before is None:
+        before = np.full(classes.shape, CLASS_NODATA, dtype=classes.dtype)
+    transitions = class_transitions(before, classes, valid, CLASS_NODATA)
     inside = score != SCORE_NODATA
     values, counts = np.unique(classes[inside], return_counts=True)
     return {
@@ -147,7 +153,17 @@ def run_class(task: ClassTask) -> dict:
         "counts": {int(v): int(c) for v, c in zip(values, counts)},
         "nodata_inside": int((classes[inside] == CLASS_NODATA).sum()),
         "class_sha256": _array_sha(classes, window),
+        "from_run": from_run,
+        "transitions": transitions_rows(transitions),
     }
+
+
+def transitions_rows(transitions) -> list[dict]:
+    """from/to class cell counts; a None class is a cell unscored on that side."""
+    rows = [{"from_class": r["from_class"], "to_class": r["to_class"], "cells": r["cells"]} for r in transitions.as_rows()]
+    rows += [{"from_class": None, "to_class": c, "cells": n} for c, n in transitions.appeared.items() if n]
+    rows += [{"from_class": c, "to_class": None, "cells": n} for c, n in transitions.disappeared.items() if n]
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------
@@ -162,11 +178,11 @@ def _owner_codes(layer_path: str, code_field: str, codes: list[str], window: Win
 def run_tiles(task: TilesTask) -> dict:
     window = task.window
     inside = commune_mask(task.communes, task.commune, window)
-    score, score_window, _ = read_geotiff(task.score_path)
-    classes, class_window, _ = read_geotiff(task.class_path)
+    score, score_window, _ = read_geotiff(task.store.score(task.commune))
+    classes, class_window, _ = read_geotiff(task.store.classes(task.commune))
     if score_window != window or class_window != window:
         raise ValueError(f"{task.commune}: score/class rasters are not on the commune window {window.bounds}")
-    stack = read_coverage_stack(task.factors, window)
+    stack = read_coverage_stack(coverage_paths(task.store, task.factors, task.commune), window)
     names = [f.slug for f in task.factors]
     top_index, top_pct, labels = top_factors(stack, names, k=task.top_k, groups=task.top_groups)
     metas = meta_sums(stack, task.meta_index)
@@ -209,12 +225,11 @@ def run_tiles(task: TilesTask) -> dict:
     columns["run_id"] = pa.array(np.full(len(rows), task.run_id, dtype=object), pa.string())
 
     table = pa.table(columns)
-    geometry = gpd.points_from_xy(xs[rows, cols], ys[rows, cols], crs="EPSG:2154")
-    table = _with_geoparquet_geometry(table, geometry)
-    out = Path(task.out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=250_000)
+    geometry = gpd.points_from_xy(xs[rows, cols], ys[rows, cols], crs=PLATFORM_CRS)
+    table = with_point_geometry(table, geometry)
+    out = task.store.tiles(task.commune)
+    write_tiles(out, table)
+    task.store.history.keep(task.run_id, task.commune, "tiles", out)
     return {"commune": task.commune, "rows": int(len(rows)), "path": str(out)}
 
 
@@ -226,25 +241,7 @@ def _centre_in(footprint_path: str, window: Window) -> np.ndarray:
     return cell_owner(list(polygons), window) >= 0
 
 
-def _with_geoparquet_geometry(table: pa.Table, geometry) -> pa.Table:
-    """Append a WKB point geometry column with GeoParquet 1.1 metadata (points, EPSG:2154, bbox)."""
-    import shapely
-    from pyproj import CRS
-
-    wkb = shapely.to_wkb(np.asarray(geometry), output_dimension=2)
-    table = table.append_column("geometry", pa.array(wkb, pa.binary()))
-    meta = {
-        "version": "1.1.0",
-        "primary_column": "geometry",
-        "columns": {"geometry": {"encoding": "WKB", "geometry_types": ["Point"],
-                                 "crs": json.loads(CRS.from_epsg(2154).to_json())}},
-    }
-    metadata = dict(table.schema.metadata or {})
-    metadata[b"geo"] = json.dumps(meta).encode()
-    return table.replace_schema_metadata(metadata)
-
-
-def run_class_polygons(class_path: str) -> list[tuple[int, bytes]]:
+def run_class_polygons(class_path: Path) -> list[tuple[int, bytes]]:
     """The class polygons of one commune, dissolved per class, as (class, WKB)."""
     import shapely
 

@@ -4,17 +4,22 @@ recorded for the provenance manifest.
 Retried: connection errors, timeouts, truncated bodies, 5xx and 429 (rate limiting asks to come back).
 Not retried: other 4xx, whose answer will not change; an OGC ows:ExceptionReport body in a 4xx becomes
 ServiceExceptionReport so the service's own explanation reaches the user.
+
+`get` returns (body, final URL, status); `get_response` also gives the response headers, and both accept
+extra request `headers` (conditional requests: a 304 Not Modified is an answer, not an error).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
 from .errors import FetchError, ServiceExceptionReport
-from .gml import describe_exceptions, exception_report
+from .ows import describe_exceptions, exception_report
 
 SECRET_PARAMS = frozenset(
     {"apikey", "api_key", "api-key", "key", "token", "access_token", "auth", "password", "passwd", "pwd",
@@ -53,6 +58,16 @@ class _Deadline(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class HttpResponse:
+    """A successful (< 400) answer: body, final URL (after redirects), status, headers (case-insensitive)."""
+
+    body: bytes
+    url: str
+    status: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
 class HttpClient:
     """GET with timeouts and retries. `requests` lists every attempt: url, status, bytes, elapsed_s, error."""
 
@@ -67,11 +82,20 @@ class HttpClient:
         self.session.headers.setdefault("User-Agent", USER_AGENT)
         self.requests: list[dict] = []
 
-    def get(self, url: str, params: dict | list | None = None, *, source: str = "http") -> tuple[bytes, str, int]:
+    def get(self, url: str, params: dict | list | None = None, *, source: str = "http",
+            headers: Mapping[str, str] | None = None) -> tuple[bytes, str, int]:
         """Return (body, final URL, status) of a successful (2xx/3xx-followed) GET, or raise.
 
         FetchError after `retries` extra attempts; ServiceExceptionReport for a 4xx OGC exception body.
+        `headers` are sent in addition to the session's (e.g. If-None-Match; a 304 comes back as status 304).
         """
+        response = self.get_response(url, params, source=source, headers=headers)
+        return response.body, response.url, response.status
+
+    def get_response(self, url: str, params: dict | list | None = None, *, source: str = "http",
+                     headers: Mapping[str, str] | None = None) -> HttpResponse:
+        """`get`, returning an HttpResponse that also carries the response headers."""
+        extra = {"headers": dict(headers)} if headers else {}
         full_url = url_with_params(url, params)
         shown = redact_url(full_url)
         attempts = self.retries + 1
@@ -82,7 +106,7 @@ class HttpClient:
             status = None
             try:
                 response = self.session.get(url, params=params, timeout=(self.timeout_s, self.timeout_s),
-                                            stream=True)
+                                            stream=True, **extra)
                 status = response.status_code
                 record["status"] = status
                 try:
@@ -106,7 +130,7 @@ class HttpClient:
                 record["elapsed_s"] = round(time.monotonic() - start, 4)
                 self.requests.append(record)
                 if status < 400:
-                    return body, final_url, status
+                    return HttpResponse(body, final_url, status, response.headers)
                 reason = f"HTTP {status}"
                 reports = _exception_reports(body)
                 if reports:

@@ -31,6 +31,8 @@ from rasterio.features import rasterize
 from .footprint import polygonal_parts
 from .grid import Window
 
+COVERAGE_NODATA = 255  # cells outside the commune that owns them
+
 try:  # rasterio's own burn step, without its per-shape Python validation (our shapes are valid polygons)
     from rasterio._features import _rasterize as _burn_shapes
 except ImportError:  # pragma: no cover - another rasterio layout: the public function does the same burn

@@ -25,7 +25,7 @@ import shapely
 
 from iarbre_assets.catalog.models import ColumnBuffer, FactorDef, FixedBuffer, Where
 
-CRS = "EPSG:2154"
+from .grid import PLATFORM_CRS as CRS
 # Segments per quarter circle of round buffers: geopandas' default resolution, as in the published recipe.
 QUAD_SEGS = 16
 

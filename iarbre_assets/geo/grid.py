@@ -22,6 +22,8 @@ import numpy as np
 from affine import Affine
 from rasterio.features import rasterize
 
+from .crs import PLATFORM_CRS  # noqa: F401 - re-exported: the grid's CRS
+
 CELL_M = 5.0
 CELL_ID_FACTOR = 10_000_000
 # Tolerance, in cells, when checking that a coordinate sits on the lattice (absorbs float noise only).
@@ -241,3 +243,14 @@ def cell_owner(commune_geoms: Sequence, window: Window) -> np.ndarray:
     return rasterize(
         shapes, out_shape=window.shape, transform=window.transform, fill=-1, all_touched=False, dtype="int32"
     )
+
+
+def owned_cell_counts(geoms: Sequence, codes: Sequence[str], window: Window, tile: int = 2048) -> dict[str, int]:
+    """Cells of `window` whose centre lies in each unit (first unit in code order wins), tile by tile."""
+    counts = dict.fromkeys(codes, 0)
+    for _rows, _cols, part in window.tiles(tile):
+        owner = cell_owner(list(geoms), part)
+        values, n = np.unique(owner[owner >= 0], return_counts=True)
+        for v, c in zip(values, n):
+            counts[codes[v]] += int(c)
+    return counts

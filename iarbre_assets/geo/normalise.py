@@ -32,7 +32,7 @@ from pyproj import CRS
 
 from iarbre_assets.catalog.models import SourceDef
 
-PLATFORM_CRS = "EPSG:2154"
+from .grid import PLATFORM_CRS
 
 # shapely type ids: 0 Point, 1 LineString, 2 LinearRing, 3 Polygon, 4 MultiPoint, 5 MultiLineString,
 # 6 MultiPolygon, 7 GeometryCollection

@@ -18,8 +18,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-NODATA_SCORE = -9999.0
-NODATA_CLASS = 255
+SCORE_NODATA = -9999.0
+CLASS_NODATA = 255
 # Size, in elements, of the (entries, cells) work array of top_factors: bounds its memory (~32 MB).
 _CHUNK_ELEMENTS = 16_000_000
 
@@ -48,7 +48,7 @@ def score_cells(
     blocking: Sequence[bool],
     valid: np.ndarray,
     blocked_score: float = -5.0,
-    nodata: float = NODATA_SCORE,
+    nodata: float = SCORE_NODATA,
 ) -> ScoreResult:
     """Weighted score of every cell (see module doc).
 
@@ -111,8 +111,8 @@ def classify(
     score: np.ndarray,
     class_breaks,
     class_above: int,
-    nodata_in: float = NODATA_SCORE,
-    nodata_out: int = NODATA_CLASS,
+    nodata_in: float = SCORE_NODATA,
+    nodata_out: int = CLASS_NODATA,
 ) -> np.ndarray:
     """Class of every score: uint8, `nodata_out` where the score is nodata (or NaN).
 

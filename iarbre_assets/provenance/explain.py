@@ -1,135 +1,255 @@
-"""Why does this point have this score? (`iarbre explain X Y`, and a Python API for auditors.)
+"""Why does a cell have its score? Answered from the record of the score run that computed it.
 
-For the 5 m cell containing a point: its score and class, the blocking factor if any, and for every factor
-its coverage, weight and contribution, with the exact source versions (partner, file or URL, SHA-256,
-delivery date) and the Dagster run that produced the score. Everything is read back from the files the
-assets wrote (score sidecars, coverage rasters, raw manifests), not recomputed.
+    explain_point(home, x, y, run="latest")    # x, y in EPSG:2154, any point (not only cell centres)
+
+The cell is the 5 m cell containing the point; it belongs to the commune containing its centre, which is
+the one commune whose score raster has a value there (ownership is written into the rasters). Weights,
+blocking flags, class breaks and the source versions come from that commune's score record of the run; the
+coverages from the coverage rasters that run read (kept in the score history), so the contributions always
+sum to the score on disk, whatever the catalogue says today. When the current catalogue differs from the
+recorded weights, the answer says so and names the differences.
+
+Light on purpose (the CLI answers in well under a second): no Dagster, no geopandas, no pyproj; rasters
+are opened once per process and kept (keyed by path and modification time).
 """
 
 from __future__ import annotations
 
 import json
-import os
+import math
+from functools import lru_cache
 from pathlib import Path
-
-import numpy as np
-import rasterio
-import shapely
-from rasterio.windows import Window as RioWindow
-
-from ..paths import Layout
-from .raw_store import RawStore
 
 
 class ExplainError(ValueError):
     pass
 
 
-def _read_cell(path: Path, x: float, y: float):
-    with rasterio.open(path) as src:
-        row, col = src.index(x, y)
-        if not (0 <= row < src.height and 0 <= col < src.width):
-            return None
-        value = src.read(1, window=RioWindow(col, row, 1, 1))[0, 0]
-        return None if src.nodata is not None and value == src.nodata else value.item()
+def _read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def explain_point(x: float, y: float, platform=None) -> dict:
-    """Explain the cell containing (x, y) in EPSG:2154."""
-    from ..compute.constraints import coverage_paths
-    from ..compute.scoring import score_paths
-    from ..geo.grid import cell_id_to_xy, xy_to_cell_id
+@lru_cache(maxsize=256)
+def _dataset(path: str, _mtime_ns: int):
+    import rasterio
 
-    if platform is None:
-        from ..platform import Platform
+    return rasterio.open(path)
 
-        platform = Platform.from_env()
-    layout: Layout = platform.layout
-    point = shapely.Point(x, y)
-    communes = platform.communes
-    hits = communes[communes.geometry.contains(point)]
-    if hits.empty:
-        raise ExplainError(f"point ({x:.1f}, {y:.1f}) EPSG:2154 is in none of the {len(communes)} communes of "
-                           f"territory {platform.territory.name!r} (bounds {tuple(round(v) for v in communes.total_bounds)})")
-    cell = int(xy_to_cell_id(np.array([x]), np.array([y]), platform.territory.grid.cell_size_m)[0])
-    cx, cy = (float(v[0]) for v in cell_id_to_xy(np.array([cell]), platform.territory.grid.cell_size_m, centre=True))
+
+def _value(path: Path, row: int, col: int):
+    """The raster value at (row, col) of its own grid, or None for nodata / outside."""
+    import numpy as np
+    from rasterio.windows import Window
+
+    src = _dataset(str(path), Path(path).stat().st_mtime_ns)
+    if not (0 <= row < src.height and 0 <= col < src.width):
+        return None
+    value = src.read(1, window=Window(col, row, 1, 1))[0, 0]
+    if src.nodata is not None and (value == src.nodata or (isinstance(value, np.floating) and np.isnan(value))):
+        return None
+    return value.item()
+
+
+class _History:
+    """The score history of a home, cached per (home, newest run manifest)."""
+
+    def __init__(self, home: Path):
+        from ..store import Store
+
+        self.store = Store(home)
+        self.history = self.store.history
+
+    @property
+    def stamp(self) -> tuple:
+        root = self.history.root
+        manifests = list(root.glob("*/run.json")) if root.is_dir() else []
+        labels = root / "labels.json"
+        return (len(manifests), max((m.stat().st_mtime_ns for m in manifests), default=0),
+                labels.stat().st_mtime_ns if labels.exists() else 0)
+
+
+_CACHE: dict = {}
+
+
+def _state(home: Path, run: str):
+    history = _History(home)
+    key = (str(home), run, history.stamp)
+    if key not in _CACHE:
+        entry = history.history.resolve(run)
+        state = history.history.state(entry.run_id)
+        records = {c: _read_json(files["record"]) for c, files in state.items() if "record" in files}
+        _CACHE.clear()
+        _CACHE[key] = (history, entry, state, records)
+    return _CACHE[key]
+
+
+def _cell(x: float, y: float, size: float) -> tuple[int, int, float, float]:
+    ix, iy = math.floor(x / size), math.floor(y / size)
+    return ix, iy, (ix + 0.5) * size, (iy + 0.5) * size
+
+
+def explain_point(home: str | Path, x: float, y: float, run: str = "latest", catalogue_path: str | None = None) -> dict:
+    """Explain the cell containing (x, y) in EPSG:2154, as computed by run `run` (id, prefix, label, latest)."""
+    from ..store.history import UnknownRunError
+
+    home = Path(home).resolve()
+    try:
+        history, entry, state, records = _state(home, run)
+    except UnknownRunError as exc:
+        raise ExplainError(str(exc)) from None
+    if not records:
+        raise ExplainError(f"{home}: no commune has a score as of run {entry.run_id}")
+    size = next(iter(records.values()))["grid"]["cell_size_m"]
+    ix, iy, cx, cy = _cell(x, y, size)
+    candidates = []
+    for code, record in sorted(records.items()):
+        x0, y0, x1, y1 = record["grid"]["window"]
+        if x0 <= cx < x1 and y0 <= cy < y1:
+            candidates.append((code, record, int((y1 - cy) // size), int((cx - x0) // size)))
     owner = None
-    for code in sorted(hits["code"]):
-        score_path, class_path, sidecar = score_paths(str(layout.score), code)
-        if score_path.exists() and _read_cell(score_path, cx, cy) is not None:
-            owner = code
+    for code, record, row, col in candidates:
+        score = _value(state[code]["score"], row, col)
+        if score is not None:
+            owner = (code, record, row, col, score)
             break
     if owner is None:
-        raise ExplainError(f"cell {cell} has no score yet: run `iarbre run` (territory {platform.territory.name!r})")
-    score_path, class_path, sidecar = score_paths(str(layout.score), owner)
-    record = json.loads(sidecar.read_text())
-    score = _read_cell(score_path, cx, cy)
-    cls = _read_cell(class_path, cx, cy) if class_path.exists() else None
-    labels = {c.class_: c.label for c in platform.catalogue.classes}
-    provenance = record.get("provenance", {}).get("factors", {})
-    store = RawStore(layout)
+        bounds = [min(r["grid"]["window"][i] for r in records.values()) if i < 2 else
+                  max(r["grid"]["window"][i] for r in records.values()) for i in range(4)]
+        where = f"point ({x:.1f}, {y:.1f}) EPSG:2154, cell centre ({cx:.1f}, {cy:.1f})"
+        if not candidates:
+            raise ExplainError(f"{where} is outside the territory (its communes span "
+                               f"{tuple(round(v) for v in bounds)})")
+        raise ExplainError(f"{where} lies in no commune of the territory (it is within the windows of "
+                           f"{', '.join(c for c, *_ in candidates)} but no commune owns that cell)")
+    code, record, row, col, score = owner
+    files = state[code]
+    scoring = record["scoring"]
+    cls = _value(files["classes"], row, col) if "classes" in files else None
     factors, blocking = [], None
-    for factor in platform.scored_factors:
-        pct = _read_cell(coverage_paths(str(layout.constraint_dir(factor.slug)), owner)[0], cx, cy) or 0
-        info = provenance.get(factor.slug, {})
-        sources = []
-        for src in info.get("sources", []):
-            delivered = None
-            try:
-                delivered = store.version(src["slug"], src["raw_sha256"]).first_seen_at
-            except FileNotFoundError:
-                pass
-            sources.append({"source": src["slug"], "partner": src["partner"], "origin": src["origin"],
-                            "raw_sha256": src["raw_sha256"], "normalised_sha256": src["normalised_sha256"],
-                            "version": src["version"], "delivered_at": delivered})
-        entry = {"factor": factor.slug, "label": factor.label, "weight": factor.weight, "blocking": factor.blocking,
-                 "meta": factor.meta, "coverage_pct": int(pct),
-                 "contribution": round(factor.weight * pct / 100.0, 4) if not factor.blocking else 0.0,
-                 "catalogue_entry": info.get("catalogue_entry"), "coverage_sha256": info.get("coverage_sha256"),
-                 "sources": sources}
-        if factor.blocking and pct > 0 and blocking is None:
-            blocking = factor.slug
-        factors.append(entry)
-    blocked = blocking is not None
-    if blocked:
-        for entry in factors:
-            entry["contribution"] = 0.0
+    by_slug = {s["slug"]: s for s in record["sources"]}
+    for factor in record["factors"]:
+        path = files.get(f"coverage/{factor['slug']}")
+        if path is None:
+            raise ExplainError(f"run {entry.run_id} kept no coverage of {factor['slug']} for commune {code}")
+        pct = _value(path, row, col) or 0
+        if factor["blocking"] and pct > 0 and blocking is None:
+            blocking = factor["slug"]
+        factors.append({
+            "factor": factor["slug"], "label": factor["label"], "weight": factor["weight"],
+            "blocking": factor["blocking"], "meta": factor["meta"], "coverage_pct": int(pct),
+            "contribution": 0.0 if factor["blocking"] else factor["weight"] * pct / 100.0,
+            "catalogue_entry": factor.get("catalogue_entry"), "coverage_sha256": factor.get("coverage_sha256"),
+            "sources": [by_slug[s] for s in factor["sources"] if s in by_slug],
+        })
+    if blocking is not None:
+        for f in factors:
+            f["contribution"] = 0.0
+    total = sum(f["contribution"] for f in factors)
+    for f in factors:
+        f["contribution"] = round(f["contribution"], 4)
+    labels = _class_labels(catalogue_path or _remembered_catalogue(home))
     return {
-        "point": {"x": x, "y": y, "crs": "EPSG:2154"},
-        "cell": {"id": cell, "centre": [cx, cy], "size_m": platform.territory.grid.cell_size_m},
-        "commune": {"code": owner, "name": str(communes.set_index("code").loc[owner, "name"])},
-        "territory": platform.territory.name,
-        "score": None if score is None else round(float(score), 4),
+        "point": {"x": x, "y": y, "crs": record["grid"]["crs"]},
+        "cell": {"id": ix * 10_000_000 + iy, "centre": [cx, cy], "size_m": size},
+        "commune": {"code": code, "name": record.get("commune_name")},
+        "territory": record["territory"]["name"],
+        "score": round(float(score), 4),
         "class": cls,
         "class_label": labels.get(cls),
         "blocked_by": blocking,
+        "blocked_score": scoring["blocked_score"],
+        "class_breaks": scoring["class_breaks"],
         "factors": [f for f in factors if f["coverage_pct"] > 0] + [f for f in factors if f["coverage_pct"] == 0],
-        "run_id": record.get("run_id"),
-        "catalogue_version": record.get("provenance", {}).get("catalogue_version"),
-        "score_file": str(score_path),
-        "check_sum": round(sum(f["contribution"] for f in factors), 4) if not blocked else None,
-        "home": os.environ.get("IARBRE_HOME"),
+        "check_sum": round(total, 4) if blocking is None else None,
+        "run_id": record["run_id"],
+        "run_labels": list(entry.labels) if entry.run_id == record["run_id"] else [],
+        "as_of_run": entry.run_id,
+        "materialised_at": record["materialised_at"],
+        "code": record["code"],
+        "sources": record["sources"],
+        "catalogue_changes": catalogue_changes(record, catalogue_path or _remembered_catalogue(home)),
+        "home": str(home),
     }
 
 
+def _remembered_catalogue(home: Path) -> str | None:
+    path = home / "iarbre.json"
+    return _read_json(path).get("catalog") if path.exists() else None
+
+
+@lru_cache(maxsize=4)
+def _catalogue(path: str | None, _mtime_ns: int):
+    from ..catalog import load_catalog
+
+    return load_catalog(path)
+
+
+def _current_catalogue(path: str | None):
+    from ..catalog import DEFAULT_CATALOG
+
+    file = Path(path) if path else DEFAULT_CATALOG
+    return _catalogue(str(file), file.stat().st_mtime_ns) if file.exists() else None
+
+
+def _class_labels(path: str | None) -> dict:
+    catalogue = _current_catalogue(path)
+    return {c.class_: c.label for c in catalogue.classes} if catalogue else {}
+
+
+def catalogue_changes(record: dict, path: str | None) -> list[str]:
+    """What today's catalogue would compute differently from what the run recorded (empty: nothing)."""
+    catalogue = _current_catalogue(path)
+    if catalogue is None:
+        return [f"the catalogue {path} no longer exists"]
+    current = {f.slug: f for f in catalogue.factors if not f.display_only}
+    changes = []
+    for factor in record["factors"]:
+        now = current.pop(factor["slug"], None)
+        if now is None:
+            changes.append(f"{factor['slug']}: no longer in the catalogue")
+            continue
+        if now.weight != factor["weight"]:
+            changes.append(f"{factor['slug']}: weight {factor['weight']:+g} recorded, {now.weight:+g} in the catalogue")
+        if now.blocking != factor["blocking"]:
+            changes.append(f"{factor['slug']}: blocking {factor['blocking']} recorded, {now.blocking} in the catalogue")
+    changes += [f"{slug}: new in the catalogue (weight {f.weight:+g})" for slug, f in sorted(current.items())]
+    scoring = catalogue.scoring
+    breaks = [[b.max, b.class_] for b in scoring.class_breaks]
+    if breaks != record["scoring"]["class_breaks"] or scoring.class_above != record["scoring"]["class_above"]:
+        changes.append(f"class breaks {record['scoring']['class_breaks']} recorded, {breaks} in the catalogue")
+    if scoring.blocked_score != record["scoring"]["blocked_score"]:
+        changes.append(f"blocked score {record['scoring']['blocked_score']} recorded, {scoring.blocked_score} "
+                       "in the catalogue")
+    return changes
+
+
 def format_explanation(e: dict) -> str:
+    code = e["code"]
+    labels = f" ({', '.join(e['run_labels'])})" if e["run_labels"] else ""
     lines = [
-        f"Cell {e['cell']['id']} (centre {e['cell']['centre'][0]:.1f}, {e['cell']['centre'][1]:.1f} EPSG:2154) "
+        f"Cell {e['cell']['id']} (centre {e['cell']['centre'][0]:.1f}, {e['cell']['centre'][1]:.1f} {e['point']['crs']}) "
         f"in {e['commune']['name']} ({e['commune']['code']}), territory {e['territory']}",
         f"Score {e['score']}  ->  class {e['class']} « {e['class_label']} »"
-        + (f"  (blocked by {e['blocked_by']})" if e["blocked_by"] else f"  (= sum of contributions {e['check_sum']})"),
-        f"Produced by Dagster run {e['run_id']} with catalogue {e['catalogue_version']}",
+        + (f"  (blocked by {e['blocked_by']}: {e['blocked_score']:g})" if e["blocked_by"]
+           else f"  (= sum of contributions {e['check_sum']})"),
+        f"Computed by run {e['run_id']}{labels} at {e['materialised_at']}",
+        f"  code {code['score_code_version']}, catalogue {code['catalogue_version']} "
+        f"(sha256 {code['catalogue_sha256'][:12]}), iarbre {code['package_version']}, "
+        f"commit {code['git_commit'] or 'unknown (not a git checkout)'}",
+        f"  class breaks {e['class_breaks']}",
         "",
         f"{'factor':32s} {'weight':>6s} {'cover %':>7s} {'contrib':>8s}  sources (partner, version, delivered)",
     ]
     for f in e["factors"]:
         if f["coverage_pct"] == 0:
             continue
-        srcs = "; ".join(f"{s['source']} ({s['partner']}, {s['raw_sha256'][:12]}, {s['delivered_at'] or '?'})"
+        srcs = "; ".join(f"{s['slug']} ({s['partner']}, {s['raw_sha256'][:12]}, {s.get('delivered_at') or '?'})"
                          for s in f["sources"])
         flag = " BLOCKING" if f["blocking"] else ""
         lines.append(f"{f['label'][:32]:32s} {f['weight']:+6g} {f['coverage_pct']:7d} {f['contribution']:+8.3f}  {srcs}{flag}")
     zero = [f["label"] for f in e["factors"] if f["coverage_pct"] == 0]
-    lines.append("")
-    lines.append(f"Not present in this cell ({len(zero)}): " + ", ".join(zero))
+    lines += ["", f"Not present in this cell ({len(zero)}): " + ", ".join(zero)]
+    if e["catalogue_changes"]:
+        lines += ["", "The catalogue has changed since this run (the score above is what was computed):"]
+        lines += [f"  - {c}" for c in e["catalogue_changes"]]
     return "\n".join(lines)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from iarbre_assets.catalog import load_catalog
-from iarbre_assets.warehouse.duck import WarehouseMissingError, connect, warehouse_path
+from iarbre_assets.warehouse.duck import WarehouseMissingError, connect
 
 MARTS_SCHEMA = "marts"
 REQUIRED_MARTS = ("commune_plantability", "factor_contribution", "run_provenance")
@@ -35,7 +35,7 @@ def _rows(con, sql: str, params: list | None = None) -> list[dict[str, Any]]:
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def commune_report(code: str, warehouse: Path | None = None, top: int = 5) -> dict[str, Any]:
+def commune_report(code: str, warehouse: Path, top: int = 5, catalogue_path: str | None = None) -> dict[str, Any]:
     """Everything the CLI prints for one commune, as plain data.
 
     Keys: commune, name, cell_count, area_m2, mean_score, cells_blocked, classes (list of {class, label,
@@ -44,7 +44,7 @@ def commune_report(code: str, warehouse: Path | None = None, top: int = 5) -> di
     Raises MartsNotBuiltError when the warehouse or its marts do not exist yet, UnknownCommuneError
     (listing some valid codes) when `code` is not a commune of the territory.
     """
-    path = Path(warehouse).resolve() if warehouse is not None else warehouse_path()
+    path = Path(warehouse).resolve()
     try:
         con = connect(path, read_only=True, spatial=False)
     except WarehouseMissingError:
@@ -101,7 +101,7 @@ def commune_report(code: str, warehouse: Path | None = None, top: int = 5) -> di
     finally:
         con.close()
 
-    catalogue = load_catalog()
+    catalogue = load_catalog(catalogue_path)
     classes = []
     for cdef in sorted(catalogue.classes, key=lambda c: c.class_):
         c = cdef.class_

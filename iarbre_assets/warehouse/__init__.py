@@ -4,12 +4,11 @@ Keep this package import-light: the dbt subprocess imports `iarbre_assets.wareho
 nothing here may import Dagster (that lives in `warehouse.dbt` and `assets.marts`).
 """
 
-from .duck import WarehouseLockedError, WarehouseMissingError, connect, spatial_extension_path, warehouse_path
+from .duck import WarehouseLockedError, WarehouseMissingError, connect, spatial_extension_path
 
 __all__ = [
     "WarehouseLockedError",
     "WarehouseMissingError",
     "connect",
     "spatial_extension_path",
-    "warehouse_path",
 ]

@@ -1,9 +1,12 @@
 """The dbt project as Dagster sees it: location, manifest preparation, and the dbt CLI resource.
 
-`prepare_manifest()` runs `dbt parse` so `dbt_project/target/manifest.json` exists (needed to *load* the
-definitions). It is skipped when the manifest was produced from exactly the current project files
-(fingerprint of every file under dbt_project/ except target/ and logs/), so calling it on every
-definitions load costs a few milliseconds.
+`prepare_manifest()` runs `dbt parse` so `dbt_project/target/manifest.json` exists (the definitions need
+it to load). `iarbre dbt-prepare` calls it, and so do the README commands and CI; loading the definitions
+never does. It is skipped when the manifest was produced from exactly the current project files
+(fingerprint of every file under dbt_project/ except target/ and logs/).
+
+Each home's warehouse reaches dbt as a var (`--vars '{"warehouse_path": ...}'`, read by profiles.yml):
+no environment variable is written.
 """
 
 from __future__ import annotations
@@ -21,11 +24,7 @@ from pathlib import Path
 from dagster_dbt import DbtCliResource, DbtProject
 from packaging import version as packaging_version
 
-from iarbre_assets.paths import iarbre_home
-
-DBT_PROJECT_DIR = Path(
-    os.environ.get("IARBRE_DBT_PROJECT_DIR", Path(__file__).resolve().parents[2] / "dbt_project")
-).resolve()
+DBT_PROJECT_DIR = (Path(__file__).resolve().parents[2] / "dbt_project").resolve()
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
 _FINGERPRINT_NAME = ".iarbre_manifest_fingerprint"
@@ -50,22 +49,10 @@ def dbt_executable() -> str:
     )
 
 
-def export_warehouse_env() -> dict[str, str]:
-    """Make IARBRE_HOME absolute in os.environ (same meaning: resolved against this process's cwd).
-
-    dbt runs with cwd=dbt_project/, where a relative IARBRE_HOME would point elsewhere; the dbt
-    subprocess inherits os.environ (DbtCliResource copies it). Returns the variables it set.
-    """
-    home = str(iarbre_home())
-    os.environ["IARBRE_HOME"] = home
-    return {"IARBRE_HOME": home}
-
-
 def dbt_env() -> dict[str, str]:
-    """Environment for a dbt subprocess run outside DbtCliResource (prepare_manifest, README commands)."""
+    """Environment for a dbt subprocess run outside DbtCliResource (prepare_manifest): a copy, never os.environ."""
     env = dict(os.environ)
     env.update(
-        IARBRE_HOME=str(iarbre_home()),
         DBT_PROFILES_DIR=str(DBT_PROJECT_DIR),
         DBT_PROJECT_DIR=str(DBT_PROJECT_DIR),
         DBT_SEND_ANONYMOUS_USAGE_STATS="false",
@@ -74,6 +61,13 @@ def dbt_env() -> dict[str, str]:
     )
     env.pop("DBT_LOG_FORMAT", None)
     return env
+
+
+def dbt_vars(warehouse: Path) -> str:
+    """The `--vars` of a dbt invocation on one home's warehouse."""
+    import json
+
+    return json.dumps({"warehouse_path": str(Path(warehouse).resolve())})
 
 
 def project_fingerprint() -> str:
@@ -130,8 +124,8 @@ def prepare_manifest(force: bool = False) -> Path:
 KEEP_RUN_TARGETS = 20
 
 
-def run_target_path(run_id: str) -> Path:
-    """A fresh dbt target folder for one invocation, under IARBRE_HOME/dbt/runs (not the repository),
+def run_target_path(dbt_dir: Path, run_id: str) -> Path:
+    """A fresh dbt target folder for one invocation, under <home>/dbt/runs (not the repository),
     keeping the newest KEEP_RUN_TARGETS: run_results.json there says which tests ran and how.
 
     The folder is seeded with the newest partial_parse.msgpack of this home's earlier runs. dbt keys its
@@ -141,7 +135,7 @@ def run_target_path(run_id: str) -> Path:
     """
     import uuid
 
-    runs = iarbre_home() / "dbt" / "runs"
+    runs = Path(dbt_dir) / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     old = sorted((p for p in runs.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
     states = sorted(runs.glob("*/partial_parse.msgpack"), key=lambda p: p.stat().st_mtime)

@@ -1,24 +1,21 @@
-"""DuckDB connections to `IARBRE_HOME/warehouse.duckdb` with the spatial extension loaded from its wheel.
+"""DuckDB connections to a home's warehouse with the spatial extension loaded from its wheel.
 
 `INSTALL spatial` would download from extensions.duckdb.org; the `duckdb-extension-spatial` wheel ships
 the signed binary for exactly our duckdb version, so we `LOAD` that file on every new connection.
 
 DuckDB files are single-writer across processes (one read-write process, or any number of read-only
 ones). `connect` waits for a conflicting lock with exponential back-off (50 ms doubling to 2 s between
-attempts) for up to `IARBRE_DUCKDB_LOCK_TIMEOUT` seconds (default 120 s: longer than a dbt build of the
-demo, shorter than a Lyon tile write is ever expected to hold it), then fails naming the holder.
+attempts) for up to `lock_timeout` seconds (default 120 s: longer than a dbt build of the demo, shorter
+than a Lyon tile write is ever expected to hold it), then fails naming the holder.
 """
 
 from __future__ import annotations
 
 import importlib.resources
-import os
 import time
 from pathlib import Path
 
 import duckdb
-
-from iarbre_assets.paths import Layout
 
 DEFAULT_LOCK_TIMEOUT_S = 120.0
 _FIRST_WAIT_S = 0.05
@@ -33,11 +30,6 @@ class WarehouseLockedError(RuntimeError):
 
 class WarehouseMissingError(FileNotFoundError):
     """A read-only connection was asked for a warehouse that does not exist yet."""
-
-
-def warehouse_path() -> Path:
-    """`IARBRE_HOME/warehouse.duckdb`, absolute."""
-    return Layout.from_env().warehouse
 
 
 def spatial_extension_path() -> Path:
@@ -64,39 +56,28 @@ def load_spatial(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"LOAD '{spatial_extension_path()}'")
 
 
-def lock_timeout_s() -> float:
-    raw = os.environ.get("IARBRE_DUCKDB_LOCK_TIMEOUT")
-    if raw is None:
-        return DEFAULT_LOCK_TIMEOUT_S
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        raise ValueError(f"IARBRE_DUCKDB_LOCK_TIMEOUT={raw!r} is not a number of seconds") from None
-
-
 def _is_lock_conflict(exc: Exception) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
 
 
 def connect(
-    path: str | Path | None = None,
+    path: str | Path,
     read_only: bool = False,
     *,
     spatial: bool = True,
-    lock_timeout: float | None = None,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse (default `IARBRE_HOME/warehouse.duckdb`) with spatial loaded.
+    """Open the warehouse file `path` with spatial loaded.
 
     Read-write connections create the file (and its directory); read-only ones require it to exist.
-    Waits up to `lock_timeout` seconds (default `IARBRE_DUCKDB_LOCK_TIMEOUT`, 120 s) while another
-    process holds the file, then raises WarehouseLockedError.
+    Waits up to `lock_timeout` seconds while another process holds the file, then raises WarehouseLockedError.
     """
-    path = Path(path).resolve() if path is not None else warehouse_path()
+    path = Path(path).resolve()
     if read_only and not path.exists():
         raise WarehouseMissingError(f"{path}: the warehouse does not exist yet (run `iarbre run` first)")
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-    timeout = lock_timeout_s() if lock_timeout is None else lock_timeout
+    timeout = lock_timeout
     deadline = time.monotonic() + timeout
     wait = _FIRST_WAIT_S
     while True:

@@ -7,9 +7,15 @@ dbt_project/models/staging/sources.yml):
     iarbre.communes          ["source", "communes"]  commune outlines, EPSG:2154
     iarbre.iris              ["source", "iris"]      IRIS outlines (table always exists, may be empty)
     iarbre.source_versions   ["source_inventory"]    every (source, version) ever seen
+    iarbre.source_freshness  ["source_inventory"]    one row per source: the freshness every view reports
     iarbre.factor_stats      ["plantability_score"]  per commune and factor, replaced per commune
-    iarbre.score_runs        ["plantability_score"]  one row per (run, commune)
+    iarbre.score_runs        ["plantability_score"]  one row per (run, commune): code, catalogue, thresholds
     iarbre.score_run_inputs  ["plantability_score"]  the source versions a (run, commune) used
+    iarbre.score_run_weights ["plantability_score"]  the weights and blocking flags a (run, commune) used
+    iarbre.score_diff        ["plantability_class"]  class transitions of a commune between its last two runs
+
+The tile columns (meta-factor sums, display-only layers, top factors) follow the catalogue the run loaded:
+`contract(catalogue)` builds the tables for it.
 
 Conventions: geometries in EPSG:2154 (plain GEOMETRY: DuckDB 1.5 does not persist a CRS in the type);
 TIMESTAMP columns are naive UTC; versions are hex SHA-256 of the raw bytes.
@@ -22,12 +28,11 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Iterable, Sequence
 
 import duckdb
 
-from iarbre_assets.catalog import load_catalog
+from iarbre_assets.geo.grid import PLATFORM_CRS
 
 SCHEMA = "iarbre"
 
@@ -72,25 +77,24 @@ def _c(name: str, type_: str, nullable: bool = False) -> Column:
     return Column(name, type_, nullable)
 
 
-def meta_columns() -> list[str]:
+def meta_columns(catalogue) -> list[str]:
     """`meta_<slug>` for each meta-factor of the catalogue, in catalogue order."""
-    return [f"meta_{m.slug}" for m in load_catalog().meta_factors]
+    return [f"meta_{m.slug}" for m in catalogue.meta_factors]
 
 
-def display_columns() -> list[str]:
+def display_columns(catalogue) -> list[str]:
     """`in_<slug>` for each display-only factor (e.g. QPV): the cell centre lies in its footprint."""
-    return [f"in_{f.slug}" for f in load_catalog().factors if f.display_only]
+    return [f"in_{f.slug}" for f in catalogue.factors if f.display_only]
 
 
-def top_columns() -> list[str]:
+def top_columns(catalogue) -> list[str]:
     """top1..topN then top1_pct..topN_pct, N = catalogue scoring.top_factors (5)."""
-    n = load_catalog().scoring.top_factors
+    n = catalogue.scoring.top_factors
     return [f"top{i}" for i in range(1, n + 1)] + [f"top{i}_pct" for i in range(1, n + 1)]
 
 
-@lru_cache(maxsize=1)
-def _tables() -> dict[str, Table]:
-    n_top = load_catalog().scoring.top_factors
+def _tables(catalogue) -> dict[str, Table]:
+    n_top = catalogue.scoring.top_factors
     tiles = Table(
         "tiles",
         (
@@ -105,8 +109,8 @@ def _tables() -> dict[str, Table]:
             _c("blocking_factor", "VARCHAR", True),
             *(_c(f"top{i}", "VARCHAR", True) for i in range(1, n_top + 1)),
             *(_c(f"top{i}_pct", "USMALLINT", True) for i in range(1, n_top + 1)),
-            *(_c(name, "USMALLINT") for name in meta_columns()),
-            *(_c(name, "BOOLEAN", True) for name in display_columns()),
+            *(_c(name, "USMALLINT") for name in meta_columns(catalogue)),
+            *(_c(name, "BOOLEAN", True) for name in display_columns(catalogue)),
             _c("run_id", "VARCHAR"),
         ),
         ("tiles",),
@@ -201,10 +205,71 @@ def _tables() -> dict[str, Table]:
             _c("catalogue_sha256", "VARCHAR"),
             _c("territory", "VARCHAR"),
             _c("cells", "BIGINT"),
+            _c("package_version", "VARCHAR", True),
+            _c("git_commit", "VARCHAR", True),
+            _c("blocked_score", "DOUBLE", True),
+            _c("class_breaks", "VARCHAR", True),
+            _c("grid", "VARCHAR", True),
+            _c("mean_score", "DOUBLE", True),
+            _c("oldest_input", "VARCHAR", True),
+            _c("oldest_input_changed_at", "TIMESTAMP", True),
+            _c("record_sha256", "VARCHAR", True),
+            _c("provenance", "VARCHAR", True),
         ),
         ("plantability_score",),
         ("run_id", "commune"),
-        "One row per score materialisation of a commune.",
+        "One row per score materialisation of a commune: code and catalogue versions, thresholds, grid, the "
+        "oldest input it read, and its W3C PROV record (PROV-JSON).",
+    )
+    score_run_weights = Table(
+        "score_run_weights",
+        (
+            _c("run_id", "VARCHAR"),
+            _c("commune", "VARCHAR"),
+            _c("factor", "VARCHAR"),
+            _c("weight", "DOUBLE"),
+            _c("blocking", "BOOLEAN"),
+            _c("meta", "VARCHAR", True),
+        ),
+        ("plantability_score",),
+        ("run_id", "commune", "factor"),
+        "The weight and blocking flag of every factor a score materialisation of a commune used.",
+    )
+    score_diff = Table(
+        "score_diff",
+        (
+            _c("commune", "VARCHAR"),
+            _c("from_run", "VARCHAR", True),
+            _c("to_run", "VARCHAR"),
+            _c("from_class", "UTINYINT", True),
+            _c("to_class", "UTINYINT", True),
+            _c("cells", "BIGINT"),
+        ),
+        ("plantability_class",),
+        ("commune", "from_class", "to_class"),
+        "Per commune, the class transitions between its previous and its latest classes (NULL class: the cell "
+        "was or became unscored; from_run NULL: first materialisation).",
+    )
+    source_freshness = Table(
+        "source_freshness",
+        (
+            _c("source", "VARCHAR"),
+            _c("partner", "VARCHAR"),
+            _c("current_version", "VARCHAR", True),
+            _c("content_changed_at", "TIMESTAMP", True),
+            _c("last_fetch_at", "TIMESTAMP", True),
+            _c("cadence", "VARCHAR"),
+            _c("cadence_days", "INTEGER"),
+            _c("age_days", "INTEGER", True),
+            _c("status", "VARCHAR"),
+            _c("last_rejected_version", "VARCHAR", True),
+            _c("last_rejected_at", "TIMESTAMP", True),
+            _c("last_rejected_reason", "VARCHAR", True),
+            _c("as_of", "TIMESTAMP"),
+        ),
+        ("source_inventory",),
+        ("source",),
+        "One row per source: the freshness every view reports (provenance/freshness.py), as of `as_of`.",
     )
     score_run_inputs = Table(
         "score_run_inputs",
@@ -221,32 +286,41 @@ def _tables() -> dict[str, Table]:
         ("run_id", "commune", "source"),
         "The source versions (raw SHA-256) a score materialisation of a commune read.",
     )
-    return {t.name: t for t in (tiles, communes, iris, source_versions, factor_stats, score_runs, score_run_inputs)}
+    return {t.name: t for t in (tiles, communes, iris, source_versions, source_freshness, factor_stats, score_runs,
+                                score_run_inputs, score_run_weights, score_diff)}
 
 
-def tables() -> dict[str, Table]:
-    """The contract: table name -> Table (columns, writer asset key, natural key)."""
-    return dict(_tables())
+@dataclass(frozen=True)
+class Contract:
+    """The warehouse tables for one catalogue."""
+
+    tables: dict
+
+    def table(self, name: str) -> Table:
+        bare = name.split(".", 1)[1] if name.startswith(f"{SCHEMA}.") else name
+        try:
+            return self.tables[bare]
+        except KeyError:
+            raise KeyError(f"{name!r} is not a warehouse contract table; known: {sorted(self.tables)}") from None
 
 
-def table(name: str) -> Table:
-    bare = name.split(".", 1)[1] if name.startswith(f"{SCHEMA}.") else name
-    try:
-        return _tables()[bare]
-    except KeyError:
-        raise KeyError(f"{name!r} is not a warehouse contract table; known: {sorted(_tables())}") from None
+def contract(catalogue) -> Contract:
+    """The contract for `catalogue`: table name -> Table (columns, writer asset key, natural key)."""
+    return Contract(_tables(catalogue))
 
 
 def contract_asset_keys() -> dict[str, tuple[str, ...]]:
-    """Table name -> the Dagster asset key of the Python asset that writes it."""
-    return {name: t.asset_key for name, t in _tables().items()}
+    """Table name -> the Dagster asset key of the Python asset that writes it (the same for any catalogue)."""
+    from iarbre_assets.catalog import load_catalog
+
+    return {name: t.asset_key for name, t in _tables(load_catalog()).items()}
 
 
 class SchemaMismatchError(RuntimeError):
     """An existing warehouse table disagrees with the contract in a way we will not fix silently."""
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+def ensure_schema(con: duckdb.DuckDBPyConnection, contract: Contract) -> None:
     """Create schema `iarbre` and every contract table if missing (idempotent).
 
     A column the contract gained since the table was created (e.g. a new meta-factor) is added as
@@ -254,7 +328,7 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
     (GEOMETRY columns): use `warehouse.duck.connect()`.
     """
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
-    for t in _tables().values():
+    for t in contract.tables.values():
         con.execute(t.ddl())
         existing = {
             name: dtype
@@ -296,15 +370,15 @@ def _prepare_incoming(data: Any):
         gpd = None
     if gpd is not None and isinstance(data, gpd.GeoDataFrame):
         crs = data.crs
-        if crs is None or crs.to_epsg() != 2154:
-            raise ValueError(f"geometries must be in EPSG:2154 for the warehouse, got {crs}")
+        if crs is None or f"EPSG:{crs.to_epsg()}" != PLATFORM_CRS:
+            raise ValueError(f"geometries must be in {PLATFORM_CRS} for the warehouse, got {crs}")
         geom_name = data.geometry.name
         frame = data.to_wkb()
         return frame.rename(columns={geom_name: "geom"}) if geom_name != "geom" else frame
     return data
 
 
-def _select_list(con, t: Table, incoming: str) -> str:
+def select_list(con, t: Table, incoming: str) -> str:
     incoming_cols = {
         name: dtype for name, dtype, *_ in con.execute(f"DESCRIBE SELECT * FROM {incoming}").fetchall()
     }
@@ -326,7 +400,7 @@ def _select_list(con, t: Table, incoming: str) -> str:
 
 
 def _insert(con, t: Table, incoming: str) -> int:
-    select = _select_list(con, t, incoming)
+    select = select_list(con, t, incoming)
     cols = ", ".join(f'"{c}"' for c in t.column_names)
     try:
         con.execute(f"INSERT INTO {t.qualified} ({cols}) SELECT {select} FROM {incoming}")
@@ -335,20 +409,26 @@ def _insert(con, t: Table, incoming: str) -> int:
     return con.execute(f"SELECT count(*) FROM {incoming}").fetchone()[0]
 
 
-def _in_transaction(con, fn):
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection):
+    """BEGIN ... COMMIT, or ROLLBACK on any error: the one transaction helper of the warehouse."""
     con.execute("BEGIN TRANSACTION")
     try:
-        result = fn()
+        yield con
     except BaseException:
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
-    return result
+
+
+def _in_transaction(con, fn):
+    with transaction(con):
+        return fn()
 
 
 def replace_partitions(
     con: duckdb.DuckDBPyConnection,
-    table_name: str,
+    t: Table,
     data: Any,
     key_column: str,
     keys: Iterable[str],
@@ -359,7 +439,6 @@ def replace_partitions(
     contract's columns (nullable ones may be omitted). Every row's key must be in `keys`, otherwise a
     later replace would leave duplicates. Returns the number of rows inserted.
     """
-    t = table(table_name)
     t.column(key_column)
     keys = sorted({str(k) for k in keys})
     incoming = _prepare_incoming(data)
@@ -404,9 +483,8 @@ def _incoming(con: duckdb.DuckDBPyConnection, t, data: Any):
         con.unregister(view)
 
 
-def replace_table(con: duckdb.DuckDBPyConnection, table_name: str, data: Any) -> int:
+def replace_table(con: duckdb.DuckDBPyConnection, t: Table, data: Any) -> int:
     """Replace the whole content of a contract table with `data` (one transaction)."""
-    t = table(table_name)
     with _incoming(con, t, data) as view:
         def work():
             con.execute(f"DELETE FROM {t.qualified}")
@@ -416,11 +494,10 @@ def replace_table(con: duckdb.DuckDBPyConnection, table_name: str, data: Any) ->
 
 
 def upsert_rows(
-    con: duckdb.DuckDBPyConnection, table_name: str, data: Any, key_columns: Sequence[str] | None = None
+    con: duckdb.DuckDBPyConnection, t: Table, data: Any, key_columns: Sequence[str] | None = None
 ) -> int:
     """Insert `data`, first deleting rows with the same natural key (default: the table's key, e.g.
     (source, version) for source_versions, (run_id, commune) for score_runs). One transaction."""
-    t = table(table_name)
     key_columns = list(key_columns or t.key)
     for name in key_columns:
         t.column(name)

@@ -83,10 +83,10 @@ def test_unknown_territory_name_lists_the_shipped_ones():
         load_territory("atlantis")
 
 
-def test_data_dir_resolution(tmp_path, monkeypatch):
-    monkeypatch.delenv("IARBRE_DATA_DIR", raising=False)
+def test_data_dir_resolution_ignores_the_environment(tmp_path, monkeypatch):
     territory = load_territory("demo")
     assert territory.data_dir_path(tmp_path) == (tmp_path / "data" / "demo").resolve()
     assert territory.data_dir_path(tmp_path, override=tmp_path / "x") == (tmp_path / "x").resolve()
+    # configuration reaches the code as arguments (the territory resource), never through the environment
     monkeypatch.setenv("IARBRE_DATA_DIR", str(tmp_path / "env"))
-    assert territory.data_dir_path(tmp_path) == (tmp_path / "env").resolve()
+    assert territory.data_dir_path(tmp_path) == (tmp_path / "data" / "demo").resolve()

@@ -16,9 +16,10 @@ from connectors_helpers import (
     gas_frame,
     trees_frame,
 )
-from iarbre_assets.connectors import HttpClient, cartofriches, datafair
-from iarbre_assets.connectors.gml import write_feature_collection
-from iarbre_assets.demo.server import LocalDataServer
+from iarbre_assets.connectors import HttpClient
+from iarbre_demo.server import LocalDataServer
+from iarbre_demo.wire import cartofriches_writer, datafair_writer
+from iarbre_demo.wire.gml_writer import write_feature_collection
 
 
 @pytest.fixture(scope="session")
@@ -30,9 +31,9 @@ def wire_dir(tmp_path_factory) -> Path:
     (root / "wfs" / f"{BUILDING_TYPENAME.replace(':', '__')}.gml").write_bytes(
         write_feature_collection(buildings_frame(), BUILDING_TYPENAME, id_field="cleabs"))
     (root / "datafair").mkdir()
-    (root / "datafair" / f"{GAS_DATASET}.json").write_bytes(datafair.write_dataset_file(gas_frame()))
+    (root / "datafair" / f"{GAS_DATASET}.json").write_bytes(datafair_writer.write_dataset_file(gas_frame()))
     (root / "cartofriches").mkdir()
-    (root / "cartofriches" / "geofriches.geojson").write_bytes(cartofriches.write_dataset_file(friches_frame()))
+    (root / "cartofriches" / "geofriches.geojson").write_bytes(cartofriches_writer.write_dataset_file(friches_frame()))
     return root
 
 

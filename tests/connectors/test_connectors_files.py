@@ -20,7 +20,7 @@ from iarbre_assets.connectors import (
     fetch_payload,
     parse_payload,
 )
-from iarbre_assets.connectors.gml import write_feature_collection
+from iarbre_demo.wire.gml_writer import write_feature_collection
 
 
 def cc46_frame() -> gpd.GeoDataFrame:

@@ -9,12 +9,8 @@ from shapely.geometry import LineString, MultiLineString, MultiPoint, MultiPolyg
 
 from connectors_helpers import trees_frame
 from iarbre_assets.connectors import MalformedResponse, ServiceExceptionReport, UnsafeInput
-from iarbre_assets.connectors.gml import (
-    parse_feature_collection,
-    parse_srs_name,
-    scan_feature_collection,
-    write_feature_collection,
-)
+from iarbre_assets.connectors.gml import parse_feature_collection, parse_srs_name, scan_feature_collection
+from iarbre_demo.wire.gml_writer import write_feature_collection
 
 
 def parse(data: bytes):

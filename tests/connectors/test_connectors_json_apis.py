@@ -18,7 +18,7 @@ from connectors_helpers import (
 from connectors_fakeserver import Reply, ScriptedServer
 from iarbre_assets.connectors import ConnectorError, HttpClient, MalformedResponse, fetch_payload, parse_payload
 from iarbre_assets.connectors.cartofriches import wgs84_bbox
-from iarbre_assets.connectors.datafair import write_dataset_file
+from iarbre_demo.wire.datafair_writer import write_dataset_file
 
 CLIENT = dict(timeout_s=2, retries=1, backoff_s=0.01)
 

@@ -13,8 +13,10 @@ import shapely
 from shapely.geometry import LineString
 
 from connectors_helpers import BUILDING_TYPENAME, GAS_DATASET, TREE_TYPENAME, buildings_frame, trees_frame
-from iarbre_assets.connectors.gml import exception_report, parse_feature_collection, write_feature_collection
-from iarbre_assets.demo.server import GmlIndex, LocalDataServer
+from iarbre_assets.connectors.gml import parse_feature_collection
+from iarbre_assets.connectors.ows import exception_report
+from iarbre_demo.server import GmlIndex, LocalDataServer
+from iarbre_demo.wire.gml_writer import write_feature_collection
 
 
 def wfs(server, path="/ows", **params):

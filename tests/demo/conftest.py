@@ -8,7 +8,7 @@ import geopandas as gpd
 import pytest
 
 from iarbre_assets.catalog import load_catalog
-from iarbre_assets.demo.synth import demo_communes, generate_layers, synthetic_iris
+from iarbre_demo.synth import demo_communes, generate_layers, synthetic_iris
 
 LYON_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "lyon"
 

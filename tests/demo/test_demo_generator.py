@@ -10,8 +10,8 @@ import pytest
 
 from iarbre_assets.catalog import load_catalog, load_territory
 from iarbre_assets.connectors import fetch_payload, parse_payload
-from iarbre_assets.demo.generator import datafair_dataset_id, generate_demo, is_generated, wfs_file_name
-from iarbre_assets.demo.server import LocalDataServer
+from iarbre_demo.generator import datafair_dataset_id, generate_demo, is_generated, wfs_file_name
+from iarbre_demo.server import LocalDataServer
 from iarbre_assets.catalog.territory import expand_url
 
 CATALOGUE = load_catalog()

@@ -12,7 +12,7 @@ import pytest
 import shapely
 
 from iarbre_assets.catalog import load_catalog
-from iarbre_assets.demo.synth import ESPACE_PUBLIC_FIELDS, ID_FIELDS, demo_communes, generate_layers
+from iarbre_demo.synth import ESPACE_PUBLIC_FIELDS, ID_FIELDS, demo_communes, generate_layers
 
 
 FAMILIES = {"point": {"Point", "MultiPoint"}, "line": {"LineString", "MultiLineString"},

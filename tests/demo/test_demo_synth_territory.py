@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import shapely
 
-from iarbre_assets.demo.synth import demo_communes, synthetic_iris
+from iarbre_demo.synth import demo_communes, synthetic_iris
 
 PART_DIEU = shapely.Point(844_600, 6_519_560)
 

@@ -15,7 +15,9 @@ from iarbre_assets.compute import constraints as C
 from iarbre_assets.geo.coverage import coverage_percent
 from iarbre_assets.geo.footprint import factor_footprint
 from iarbre_assets.geo.grid import cell_owner, window_for_bounds
-from iarbre_assets.geo.raster_io import read_geotiff
+from iarbre_assets.store import Store
+from iarbre_assets.store.geoparquet import write_polygons
+from iarbre_assets.store.rasters import read_geotiff
 
 from geo_helpers import X0, Y0
 
@@ -57,12 +59,11 @@ def setting(tmp_path, catalogue):
 def _task(setting, code, out_dir, extent="commune", coverage=True):
     window = window_for_bounds(setting["communes"][CODES.index(code)].bounds)
     fp = C.FootprintTask(factor=setting["factor"], commune=code, window=window, sources=[setting["source"]],
-                         out_dir=str(out_dir), communes=setting["layer"] if extent == "commune" else None)
+                         store=Store(out_dir), communes=setting["layer"] if extent == "commune" else None)
     cov = None
     if coverage:
         cov = C.CoverageTask(factor=setting["factor"].slug, commune=code, window=window,
-                             footprint_path=str(C.footprint_paths(str(out_dir), code)[0]),
-                             communes=setting["layer"], out_dir=str(out_dir))
+                             communes=setting["layer"], store=Store(out_dir))
     return C.ConstraintTask(footprint=fp, coverage=cov)
 
 
@@ -89,23 +90,27 @@ def test_in_memory_coverage_equals_the_coverage_of_the_footprint_file(setting):
     a, b = setting["tmp"] / "a", setting["tmp"] / "b"
     task = _task(setting, "001", a)
     result = C.run_constraint(task)
-    from_file = C.run_coverage(C.CoverageTask(**{**task.coverage.__dict__, "out_dir": str(b)}))
+    factor = setting["factor"].slug
+    Store(b).footprint(factor, "001").parent.mkdir(parents=True)
+    Store(b).footprint(factor, "001").write_bytes(Store(a).footprint(factor, "001").read_bytes())
+    from_file = C.run_coverage(C.CoverageTask(**{**task.coverage.__dict__, "store": Store(b)}))
     assert result["coverage"] == from_file
-    tif_a, window, nodata = read_geotiff(C.coverage_paths(str(a), "001")[0])
-    tif_b, _, _ = read_geotiff(C.coverage_paths(str(b), "001")[0])
+    tif_a, window, nodata = read_geotiff(Store(a).coverage(setting["factor"].slug, "001"))
+    tif_b, _, _ = read_geotiff(Store(b).coverage(setting["factor"].slug, "001"))
     assert np.array_equal(tif_a, tif_b) and nodata == 255
     assert result["coverage"]["footprint_sha256"] == result["footprint"]["sha256"]
-    assert json.loads(C.coverage_paths(str(a), "001")[1].read_text()) == result["coverage"]
+    assert json.loads(Store(a).coverage_record(setting["factor"].slug, "001").read_text()) == result["coverage"]
     # no temporary file left behind by the atomic writes
-    assert sorted(p.name for p in a.iterdir()) == ["001.footprint.json", "001.footprint.parquet", "001.json", "001.tif"]
+    written = sorted(p.name for p in Store(a).factor_dir(factor).iterdir())
+    assert written == ["001.footprint.json", "001.footprint.parquet", "001.json", "001.tif"]
 
 
 def test_coverage_file_and_record_describe_the_owned_cells(setting):
     out = setting["tmp"] / "out"
     record = C.run_constraint(_task(setting, "001", out))["coverage"]
-    tif, window, _ = read_geotiff(C.coverage_paths(str(out), "001")[0])
+    tif, window, _ = read_geotiff(Store(out).coverage(setting["factor"].slug, "001"))
     owned = cell_owner(setting["communes"], window) == 0
-    polygons = gpd.read_parquet(C.footprint_paths(str(out), "001")[0]).geometry.values
+    polygons = gpd.read_parquet(Store(out).footprint(setting["factor"].slug, "001")).geometry.values
     expected = coverage_percent(polygons, window)
     assert np.array_equal(tif[owned], expected[owned]) and (tif[~owned] == 255).all()
     values = expected[owned]
@@ -113,7 +118,7 @@ def test_coverage_file_and_record_describe_the_owned_cells(setting):
     assert record["covered_cells"] == int((values > 0).sum()) > 0
     assert record["covered_area_m2"] == pytest.approx(values.sum() / 100 * 25)
     assert record["max"] == int(values.max()) and record["values_ok"] and record["outside_is_nodata"]
-    with rasterio.open(C.coverage_paths(str(out), "001")[0]) as src:
+    with rasterio.open(Store(out).coverage(setting["factor"].slug, "001")) as src:
         assert src.compression.name.lower() == "zstd" and src.nodata == 255
 
 
@@ -125,11 +130,11 @@ def test_footprint_of_a_commune_holds_the_features_that_reach_it_with_the_same_c
     assert 0 < by_commune["footprint"]["stats"]["features_selected"] < by_window["footprint"]["stats"]["features_selected"]
     # the line in the missing quarter is in the window's footprint only
     probe = shapely.Point(X0 + 170, Y0 + 155)
-    assert gpd.read_parquet(C.footprint_paths(str(window), "001")[0]).intersects(probe).any()
-    assert not gpd.read_parquet(C.footprint_paths(str(commune), "001")[0]).intersects(probe).any()
+    assert gpd.read_parquet(Store(window).footprint(setting["factor"].slug, "001")).intersects(probe).any()
+    assert not gpd.read_parquet(Store(commune).footprint(setting["factor"].slug, "001")).intersects(probe).any()
     # the same coverage of the commune's cells, hence the same file content
-    a, _, _ = read_geotiff(C.coverage_paths(str(commune), "001")[0])
-    b, _, _ = read_geotiff(C.coverage_paths(str(window), "001")[0])
+    a, _, _ = read_geotiff(Store(commune).coverage(setting["factor"].slug, "001"))
+    b, _, _ = read_geotiff(Store(window).coverage(setting["factor"].slug, "001"))
     assert np.array_equal(a, b)
     assert by_commune["coverage"]["coverage_sha256"] == by_window["coverage"]["coverage_sha256"]
 
@@ -138,7 +143,7 @@ def test_footprint_only_task_and_a_commune_with_nothing_reaching_it(setting):
     out = setting["tmp"] / "out"
     result = C.run_constraint(_task(setting, "003", out, coverage=False))
     assert list(result) == ["footprint"] and result["footprint"]["stats"]["polygons_out"] == 0
-    assert len(gpd.read_parquet(C.footprint_paths(str(out), "003")[0])) == 0
+    assert len(gpd.read_parquet(Store(out).footprint(setting["factor"].slug, "003"))) == 0
     record = C.run_coverage(_task(setting, "003", out).coverage)
     assert record["covered_cells"] == 0 and record["footprint_in_commune"] == 0 and record["values_ok"]
 
@@ -148,7 +153,7 @@ def test_write_footprint_writes_what_geopandas_writes(tmp_path):
     polygons = shapely.buffer(shapely.points(X0 + rng.uniform(0, 500, 40), Y0 + rng.uniform(0, 500, 40)), 3.0)
     polygons = np.append(polygons, shapely.box(X0, Y0, X0 + 10, Y0 + 10).difference(shapely.box(X0 + 2, Y0 + 2, X0 + 4, Y0 + 4)))
     ours, theirs = tmp_path / "ours.parquet", tmp_path / "theirs.parquet"
-    C.write_footprint(ours, polygons)
+    write_polygons(ours, polygons)
     gpd.GeoDataFrame(geometry=gpd.GeoSeries(polygons, crs="EPSG:2154"), crs="EPSG:2154").to_parquet(
         theirs, schema_version="1.1.0", write_covering_bbox=True, compression="zstd")
     a, b = gpd.read_parquet(ours), gpd.read_parquet(theirs)
@@ -159,7 +164,7 @@ def test_write_footprint_writes_what_geopandas_writes(tmp_path):
     assert pq.read_table(ours, columns=["bbox"]).equals(pq.read_table(theirs, columns=["bbox"]))
     # and a read restricted by the covering bbox works
     assert len(gpd.read_parquet(ours, bbox=(X0, Y0, X0 + 20, Y0 + 20))) >= 1
-    C.write_footprint(tmp_path / "empty.parquet", np.empty(0, dtype=object))
+    write_polygons(tmp_path / "empty.parquet", np.empty(0, dtype=object))
     empty = gpd.read_parquet(tmp_path / "empty.parquet")
     assert len(empty) == 0 and empty.crs.to_epsg() == 2154
     assert meta(tmp_path / "empty.parquet")["columns"]["geometry"]["geometry_types"] == []
@@ -167,8 +172,8 @@ def test_write_footprint_writes_what_geopandas_writes(tmp_path):
 
 def test_footprint_area_in_the_window_equals_the_overlay_intersection(setting):
     window = window_for_bounds((X0, Y0, X0 + 100, Y0 + 100))
-    task = C.CoverageTask(factor="x", commune="001", window=window, footprint_path="", communes=setting["layer"],
-                          out_dir="")
+    task = C.CoverageTask(factor="x", commune="001", window=window, communes=setting["layer"],
+                          store=Store(setting["tmp"]))
     polygons = np.array([
         shapely.box(X0 + 10, Y0 + 10, X0 + 20, Y0 + 30),  # inside: 200 m²
         shapely.Point(X0 + 100, Y0 + 50).buffer(10, quad_segs=16),  # half inside

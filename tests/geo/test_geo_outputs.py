@@ -10,7 +10,7 @@ from rasterio.io import MemoryFile
 
 from iarbre_assets.geo.grid import Window
 from iarbre_assets.geo.preview import class_preview_png
-from iarbre_assets.geo.raster_io import mosaic_to_cog, read_geotiff, write_geotiff
+from iarbre_assets.store.rasters import mosaic_to_cog, read_geotiff, write_geotiff
 from iarbre_assets.geo.vectorise import class_polygons
 
 from geo_helpers import X0, Y0

@@ -9,7 +9,7 @@ import shapely
 from iarbre_assets.geo.coverage import coverage_percent
 from iarbre_assets.geo.footprint import factor_footprint
 from iarbre_assets.geo.grid import cell_owner, window_for_bounds
-from iarbre_assets.geo.raster_io import mosaic_to_cog, read_geotiff, write_geotiff
+from iarbre_assets.store.rasters import mosaic_to_cog, read_geotiff, write_geotiff
 from iarbre_assets.geo.score import score_cells
 
 from geo_helpers import X0, Y0

@@ -24,7 +24,7 @@ import yaml
 
 from integration_helpers import PlatformEnv, build
 from iarbre_assets.catalog import territory_path
-from iarbre_assets.connectors.gml import write_feature_collection
+from iarbre_demo.wire.gml_writer import write_feature_collection
 from iarbre_assets.provenance.source_versions import SourceVersions, file_sha256
 from iarbre_assets.runner import materialise_all
 

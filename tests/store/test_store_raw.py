@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
-from iarbre_assets.paths import Layout
-from iarbre_assets.provenance.change_detection import changed_windows, window_hashes
-from iarbre_assets.provenance.raw_store import RawStore
+from iarbre_assets.geo.change_detection import changed_windows, window_hashes
+from iarbre_assets.store import Store
 
 
 def _put(store, data: bytes, origin="https://example.test/ows?typename=x", when=None):
@@ -17,7 +16,7 @@ def _put(store, data: bytes, origin="https://example.test/ows?typename=x", when=
 
 
 def test_identical_bytes_make_no_new_version(tmp_path):
-    store = RawStore(Layout(tmp_path))
+    store = Store(tmp_path).raw
     first = _put(store, b"page one", when="2026-01-01T00:00:00+00:00")
     again = _put(store, b"page one", when="2026-02-01T00:00:00+00:00")
     assert first.is_new and not again.is_new
@@ -33,7 +32,7 @@ def test_identical_bytes_make_no_new_version(tmp_path):
 
 
 def test_a_new_content_is_a_new_version_and_latest_follows(tmp_path):
-    store = RawStore(Layout(tmp_path))
+    store = Store(tmp_path).raw
     a = _put(store, b"v1", when="2026-01-01T00:00:00+00:00")
     b = _put(store, b"v2", when="2026-01-02T00:00:00+00:00")
     assert a.version.sha256 != b.version.sha256
@@ -42,7 +41,7 @@ def test_a_new_content_is_a_new_version_and_latest_follows(tmp_path):
 
 
 def test_retention_never_deletes_the_protected_version(tmp_path):
-    store = RawStore(Layout(tmp_path))
+    store = Store(tmp_path).raw
     shas = [_put(store, f"v{i}".encode(), when=f"2026-01-0{i + 1}T00:00:00+00:00").version.sha256 for i in range(5)]
     deleted = store.prune("ore_gaz", keep=2, protect={shas[0]})
     assert set(deleted) == set(shas[1:3])
@@ -51,7 +50,7 @@ def test_retention_never_deletes_the_protected_version(tmp_path):
 
 
 def test_corruption_is_detected(tmp_path):
-    store = RawStore(Layout(tmp_path))
+    store = Store(tmp_path).raw
     put = _put(store, b"original")
     put.path.write_bytes(b"tampered")
     try:

@@ -15,8 +15,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..paths import Layout, atomic_write_text
-from .raw_store import utc_now
+from .files import atomic_write_text
+from .raw import utc_now
 
 # Bump when normalisation changes what it produces from the same raw bytes.
 NORMALISER_VERSION = "n1"
@@ -39,8 +39,9 @@ class SourceVersion:
     window_hashes: dict = field(default_factory=dict)
     reason: str = ""
 
-    def data_path(self, layout: Layout) -> Path:
-        return layout.source_dir(self.source) / self.version / "data.parquet"
+    def data_path(self, store) -> Path:
+        """The normalised GeoParquet of this version in `store` (a Store)."""
+        return store.versions(self.source).data_path(self.version)
 
 
 def version_id(raw_sha256: str) -> str:
@@ -56,10 +57,12 @@ def file_sha256(path: Path) -> str:
 
 
 class SourceVersions:
-    def __init__(self, layout: Layout, source: str):
-        self.layout = layout
+    def __init__(self, root: Path, source: str):
         self.source = source
-        self.root = layout.source_dir(source)
+        self.root = Path(root)
+
+    def data_path(self, version: str) -> Path:
+        return self.root / version / "data.parquet"
 
     def stage_dir(self, version: str) -> Path:
         path = self.root / version

@@ -7,16 +7,25 @@ Layout of `root` and what is answered (anything else: 404 with a plain message):
 
 * WFS 2.0 GetFeature (query SERVICE=WFS & REQUEST=GetFeature, keys in any case, on any path):
   `wfs/<typename with ':' replaced by '__'>.gml`, a complete FeatureCollection written by
-  `iarbre_assets.connectors.gml.write_feature_collection` in EPSG:2154. Honours STARTINDEX, COUNT and
+  `iarbre_demo.wire.gml_writer.write_feature_collection` in EPSG:2154. Honours STARTINDEX, COUNT and
   BBOX (envelope test), answers numberMatched/numberReturned and a `next` link while more remain; SORTBY
-  is accepted and the file order is the (stable) order. Unknown typename, a non-2154 SRSNAME or BBOX CRS,
-  or a bad number -> ows:ExceptionReport, HTTP 400.
+  is accepted and the file order is the (stable) order. RESULTTYPE=hits answers an empty
+  wfs:FeatureCollection with numberMatched, numberReturned="0" and timeStamp. Unknown typename, a non-2154
+  SRSNAME or BBOX CRS, or a bad number -> ows:ExceptionReport, HTTP 400.
 * data-fair: `/data-fair/api/v1/datasets/<id>/lines` from `datafair/<id>.json`
-  (`iarbre_assets.connectors.datafair.write_dataset_file`). Honours size (<= 10000), qs (field:value
+  (`iarbre_demo.wire.datafair_writer.write_dataset_file`). Honours size (<= 10000), qs (field:value
   equality, clauses joined by AND), after (cursor on `_i`); `next` (absolute) on all but the last page.
+  `/data-fair/api/v1/datasets/<id>` is the dataset's metadata: id, title, count, dataUpdatedAt, updatedAt,
+  finalizedAt (ISO 8601 UTC, from the file's modification time).
 * Cartofriches: any path ending in `/cartofriches/geofriches/` from `cartofriches/geofriches.geojson`
-  (`iarbre_assets.connectors.cartofriches.write_dataset_file`). Filters code_insee, coddep (prefix of
+  (`iarbre_demo.wire.cartofriches_writer.write_dataset_file`). Filters code_insee, coddep (prefix of
   code_insee) and in_bbox (lon/lat envelope test); page_size + page (1-based); DRF GeoJSON envelope.
+
+Conditional requests, as real services answer them: every WFS and data-fair answer carries a strong `ETag`
+(a hash of the served file's bytes and of the request path and query) and `Last-Modified` (the file's
+modification time); a matching If-None-Match (or, without one, an If-Modified-Since not older than the file)
+gets `304 Not Modified` and no body. The hits timeStamp is the file's modification time too, so one ETag
+always names the same bytes.
 
 Each file is indexed once per modification time: a GML file is split into its wfs:member byte ranges and
 each member's envelope is computed in one vectorised pass over the coordinates; a page is then a slice of
@@ -25,10 +34,14 @@ those byte ranges (no XML re-parse per request).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
 from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -42,6 +55,7 @@ PLATFORM_SRS = re.compile(
     r"^(EPSG:2154|urn:(x-)?ogc:def:crs:EPSG:[0-9.]*:2154|https?://www\.opengis\.net/def/crs/EPSG/[0-9.]+/2154"
     r"|https?://www\.opengis\.net/gml/srs/epsg\.xml#2154)$", re.I)
 DATAFAIR_PATH = re.compile(r"^/data-fair/api/v1/datasets/([A-Za-z0-9_.\-]+)/lines/?$")
+DATAFAIR_DATASET_PATH = re.compile(r"^/data-fair/api/v1/datasets/([A-Za-z0-9_.\-]+)/?$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.\-:]+$")
 DATAFAIR_MAX_SIZE = 10_000
 CARTOFRICHES_DEFAULT_PAGE = 100
@@ -153,6 +167,13 @@ class GmlIndex:
             keep = (env[:, 0] <= maxx) & (env[:, 2] >= minx) & (env[:, 1] <= maxy) & (env[:, 3] >= miny)
         return np.flatnonzero(keep)
 
+    def hits(self, *, matched: int, timestamp: str) -> bytes:
+        """The RESULTTYPE=hits answer: an empty collection with numberMatched, numberReturned="0", timeStamp."""
+        head = re.sub(rb'\s(?:numberMatched|numberReturned|next|previous|timeStamp)="[^"]*"', b"", self.root_tag)
+        head = head[:-1].rstrip(b"/")
+        head += f' numberMatched="{matched}" numberReturned="0" timeStamp={quoteattr(timestamp)}'.encode()
+        return b'<?xml version="1.0" encoding="UTF-8"?>\n' + head + b"/>\n"
+
     def page(self, indices: np.ndarray, *, matched: int, next_url: str | None) -> bytes:
         head = re.sub(rb'\s(?:numberMatched|numberReturned|next|previous)="[^"]*"', b"", self.root_tag)
         head = head[:-1].rstrip(b"/")  # an empty collection may be written as a self-closing element
@@ -213,6 +234,26 @@ def _text(value) -> str | None:
     return None if value is None else str(value)
 
 
+@dataclass(frozen=True)
+class FileVersion:
+    """One version of a served file: its index, the SHA-256 of its bytes and its modification time."""
+
+    index: object
+    digest: str
+    mtime_ns: int
+
+    @property
+    def last_modified(self) -> str:
+        """The HTTP date (RFC 9110 IMF-fixdate) of the modification time."""
+        return formatdate(self.mtime_ns / 1e9, usegmt=True)
+
+    @property
+    def iso_time(self) -> str:
+        """The modification time in ISO 8601 UTC with milliseconds, as data-fair writes dates."""
+        moment = datetime.fromtimestamp(self.mtime_ns // 1_000_000 / 1000, tz=timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 # ----------------------------------------------------------------------------------------------
 # Server
 # ----------------------------------------------------------------------------------------------
@@ -225,7 +266,7 @@ class LocalDataServer:
         self.port = port
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._cache: dict[tuple[str, Path], tuple[tuple[int, int], object]] = {}
+        self._cache: dict[tuple[str, Path], tuple[tuple[int, int], FileVersion]] = {}
         self._cache_lock = threading.Lock()
         self._build_locks: dict[Path, threading.Lock] = {}
 
@@ -270,6 +311,10 @@ class LocalDataServer:
     # -- indexes --------------------------------------------------------------------------------
     def index(self, kind: str, path: Path):
         """The index of `path`, rebuilt only when the file's mtime or size changed."""
+        return self.version(kind, path).index
+
+    def version(self, kind: str, path: Path) -> FileVersion:
+        """The current FileVersion of `path` (index, digest, mtime), rebuilt only when its mtime or size changed."""
         stat = path.stat()
         version = (stat.st_mtime_ns, stat.st_size)
         key = (kind, path)
@@ -285,9 +330,10 @@ class LocalDataServer:
                     return cached[1]
             data = path.read_bytes()
             index = {"wfs": GmlIndex, "datafair": DatafairIndex, "cartofriches": CartofrichesIndex}[kind](data)
+            entry = FileVersion(index, hashlib.sha256(data).hexdigest(), version[0])
             with self._cache_lock:
-                self._cache[key] = (version, index)
-            return index
+                self._cache[key] = (version, entry)
+            return entry
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -2,22 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import geopandas as gpd
+import pytest
 
-# When another test folder is a package (tests/marts/__init__.py), pytest puts tests/ on sys.path and this
-# folder would shadow the real `quality` package as an empty namespace package: put the repository first.
-_REPO = str(Path(__file__).resolve().parents[2])
-if sys.path[:1] != [_REPO]:
-    sys.path.insert(0, _REPO)
-if getattr(sys.modules.get("quality"), "__file__", "set") is None:
-    del sys.modules["quality"]
-
-import geopandas as gpd  # noqa: E402
-import pytest  # noqa: E402
-
-from iarbre_assets.catalog import load_catalog, load_territory  # noqa: E402
-from quality_layers import LYON_DIR  # noqa: E402
+from iarbre_assets.catalog import load_catalog, load_territory
+from quality_layers import LYON_DIR
 
 
 @pytest.fixture(scope="session")

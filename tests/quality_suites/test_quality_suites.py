@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import shapely
 
+from iarbre_assets.catalog.quality_spec import normalise_summary, suite_spec
 from iarbre_assets.geo.normalise import normalise
 from quality import build_suite, run_quality_suite
 from quality.families import FAMILIES
@@ -28,10 +29,11 @@ FAMILY_SOURCES = {
 }
 
 
-def run(layer, source, catalogue, quality=QUALITY, bounds=BOUNDS, **kwargs):
-    return run_quality_suite(
-        layer, source, factors=catalogue.factors, territory_bounds=bounds, quality=quality, **kwargs
-    )
+def run(layer, source, catalogue, quality=QUALITY, bounds=BOUNDS, previous_row_count=None, normalise_report=None):
+    """The suite of `source` as the product runs it: spec from the catalogue, summary from the report."""
+    spec = suite_spec(source, catalogue.factors, quality, bounds)
+    summary = normalise_summary(normalise_report) if normalise_report is not None else None
+    return run_quality_suite(layer, spec, previous_row_count=previous_row_count, normalise_summary=summary)
 
 
 def failed(result, name, column=None):
@@ -43,7 +45,7 @@ def test_every_family_of_the_catalogue_has_a_suite(catalogue, sources):
     families = {s.family for s in catalogue.sources.values()} | {s.family for s in sources.values()}
     assert families == set(FAMILY_SOURCES) and families <= set(FAMILIES)
     for source in sources.values():  # builds without GX
-        suite = build_suite(source, factors=catalogue.factors, territory_bounds=BOUNDS, quality=QUALITY)
+        suite = build_suite(suite_spec(source, catalogue.factors, QUALITY, BOUNDS))
         assert suite.name == source.family
         assert {"crs.platform", "bounds.within_territory"} <= {c.name for c in suite.checks}
 
@@ -68,7 +70,7 @@ def test_good_layer_of_each_family_passes(family, catalogue, sources):
 def test_family_specific_expectations_are_present(catalogue, sources):
     def checks(slug):
         source = sources[slug]
-        suite = build_suite(source, factors=catalogue.factors, territory_bounds=BOUNDS, quality=QUALITY)
+        suite = build_suite(suite_spec(source, catalogue.factors, QUALITY, BOUNDS))
         return {(c.name, c.column): c for c in suite.checks}
 
     trees = checks("arbres_alignement")

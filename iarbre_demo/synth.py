@@ -1,6 +1,6 @@
 """Synthetic territories for the demo, the tests and the full-scale benchmark.
 
-    from iarbre_assets.demo.synth import demo_communes, synthetic_iris, generate_layers
+    from iarbre_demo.synth import demo_communes, synthetic_iris, generate_layers
     communes = demo_communes()                       # 3 contiguous communes, ~5 km², near Lyon
     iris = synthetic_iris(communes)                  # 2-8 IRIS-like parts per commune, tiling it
     layers = generate_layers(communes)               # {source slug: GeoDataFrame in EPSG:2154}

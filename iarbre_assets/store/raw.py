@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..paths import Layout, atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text
 
 
 def utc_now() -> str:
@@ -61,11 +61,15 @@ class PutResult:
 
 
 class RawStore:
-    def __init__(self, layout: Layout):
-        self.layout = layout
+    def __init__(self, root: Path):
+        self.root = Path(root)
 
     def _dir(self, source: str) -> Path:
-        return self.layout.raw_dir(source)
+        return self.root / source
+
+    def path(self, source: str, sha256: str) -> Path:
+        """Where the bytes of one delivery are kept."""
+        return self._dir(source) / self.version(source, sha256).filename
 
     def put(
         self,
@@ -103,6 +107,16 @@ class RawStore:
         atomic_write_text(directory / "latest.json", json.dumps({"sha256": digest, "at": now}))
         self._log(source, {"at": now, "sha256": digest, "new_version": is_new, "origin": origin, "size": len(data)})
         return PutResult(version=version, path=path, is_new=is_new)
+
+    def record_failure(self, source: str, origin: str, error: str, at: str | None = None) -> None:
+        """A delivery that brought no usable bytes (HTTP error, timeout, unreadable file): logged, nothing stored."""
+        self._log(source, {"at": at or utc_now(), "failed": True, "origin": origin, "error": error[:2000]})
+
+    def log(self, source: str) -> list[dict]:
+        path = self._dir(source) / "log.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def _log(self, source: str, entry: dict) -> None:
         log = self._dir(source) / "log.jsonl"

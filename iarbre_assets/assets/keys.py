@@ -1,20 +1,17 @@
-"""Shared asset vocabulary: keys, groups, owners, partitions, automation conditions."""
-
-from __future__ import annotations
+"""The graph's vocabulary, named once: asset keys, groups, owners, tags, partitions, pools."""
 
 import hashlib
 import json
-
 import warnings
 
 import dagster as dg
+
+from ..catalog import SourceDef
 
 # The APIs we rely on (backfill policies, automation conditions, freshness) are beta in Dagster 1.13;
 # the pinned version is tested, so the per-definition warnings are noise.
 for _category in (dg.BetaWarning, dg.PreviewWarning):
     warnings.filterwarnings("ignore", category=_category)
-
-from ..catalog import SourceDef
 
 GROUP_SOURCES = "sources"
 GROUP_CONSTRAINTS = "constraints"
@@ -23,35 +20,23 @@ GROUP_MARTS = "marts"
 GROUP_EXPORTS = "exports"
 
 STEWARDS = "team:data-stewards"
+# One writer at a time on the DuckDB warehouse (dagster.yaml limits the pool to 1).
 WAREHOUSE_POOL = "warehouse"
+SINGLE_RUN = dg.BackfillPolicy.single_run()
 
-AC = dg.AutomationCondition
-_GUARDS = ~AC.any_deps_missing() & ~AC.any_deps_in_progress() & ~AC.in_progress()
-_CODE_CHANGED = AC.code_version_changed() & ~AC.in_progress()
-
-
-def _eager_with(trigger: dg.AutomationCondition) -> dg.AutomationCondition:
-    """Dagster's eager() with a chosen trigger, and only once upstream blocking checks passed."""
-    return (
-        AC.in_latest_time_window()
-        & (AC.newly_missing() | trigger).since_last_handled()
-        & _GUARDS
-        & AC.all_deps_blocking_checks_passed()
-    )
+SCORE_KEY = dg.AssetKey(["plantability_score"])
+CLASS_KEY = dg.AssetKey(["plantability_class"])
+TILES_KEY = dg.AssetKey(["tiles"])
+INVENTORY_KEY = dg.AssetKey(["source_inventory"])
+SCORE_COG_KEY = dg.AssetKey(["plantability_score_cog"])
+CLASS_COG_KEY = dg.AssetKey(["plantability_class_cog"])
+GPKG_KEY = dg.AssetKey(["class_polygons_gpkg"])
+TILES_EXPORT_KEY = dg.AssetKey(["tiles_geoparquet"])
+PREVIEW_KEY = dg.AssetKey(["class_map_preview"])
 
 
-# Recompute when an upstream was updated (and passed its blocking checks), or our code/catalogue changed.
-EAGER = (_eager_with(AC.any_deps_updated()) | _CODE_CHANGED).with_label("eager")
-# Normalise only when the raw bytes changed: an unchanged re-fetch has the same data version.
-ON_NEW_DATA = (_eager_with(AC.any_deps_match(AC.data_version_changed())) | _CODE_CHANGED).with_label(
-    "when upstream data version changed")
-
-
-def eager_per_commune(ignored: list[dg.AssetKey]) -> dg.AutomationCondition:
-    """Footprints: the unpartitioned sources order the run but do not trigger it; the per-commune
-    `source_by_commune` reports do, so only the communes whose data changed are recomputed."""
-    trigger = AC.any_deps_updated().ignore(dg.AssetSelection.assets(*ignored))
-    return (_eager_with(trigger) | _CODE_CHANGED).with_label("eager, only for communes whose data changed")
+def inbox_key(partner: str) -> dg.AssetKey:
+    return dg.AssetKey(["inbox", partner])
 
 
 def raw_key(source: str) -> dg.AssetKey:
@@ -89,3 +74,13 @@ def stable_hash(obj) -> str:
 
 def communes_partitions(codes: list[str]) -> dg.StaticPartitionsDefinition:
     return dg.StaticPartitionsDefinition(list(codes))
+
+
+def md_table(rows: list[dict], columns: list[str], limit: int = 12) -> dg.MetadataValue:
+    """A Markdown table for asset metadata (the first `limit` rows, then a count of the rest)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows[:limit]:
+        lines.append("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    if len(rows) > limit:
+        lines.append(f"| … {len(rows) - limit} more |" + " |" * (len(columns) - 1))
+    return dg.MetadataValue.md("\n".join(lines))

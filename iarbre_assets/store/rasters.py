@@ -16,11 +16,10 @@ import rasterio.shutil
 from rasterio.crs import CRS
 from rasterio.windows import Window as RioWindow
 
-from iarbre_assets.paths import atomic_path
+from ..geo.grid import PLATFORM_CRS as DEFAULT_CRS
+from ..geo.grid import Window
+from .files import atomic_path
 
-from .grid import Window
-
-DEFAULT_CRS = "EPSG:2154"
 BLOCK = 256
 
 
@@ -99,6 +98,11 @@ def read_window(path: str | Path, crs: str | None = DEFAULT_CRS) -> tuple[Window
         except ValueError as exc:
             raise ValueError(f"{path}: not on the platform grid: {exc}") from None
         return window, src.nodata, src.count, np.dtype(src.dtypes[0])
+
+
+def read_tags(path: str | Path) -> dict:
+    with rasterio.open(path) as src:
+        return dict(src.tags())
 
 
 def read_geotiff(path: str | Path, crs: str | None = DEFAULT_CRS) -> tuple[np.ndarray, Window, object]:

@@ -1,0 +1,170 @@
+"""After a run that changed data, the one run that brings every output up to date (docs/decisions.md D23).
+
+A partner update is two runs: the ingest (the sensor cannot know which communes changed before the data is
+normalised and hashed per commune window), then one *refresh run* covering exactly what depends on the
+change: the touched communes' footprints and coverages of the factors the source feeds, their score,
+classes and tiles, then the territory mosaics, exports, warehouse tables and every dbt model with its tests
+(dbt built once). Declarative automation would split that into a run per partitions definition and tick;
+this planner reads what the finished run did from the instance's event log and asks for the rest at once.
+
+What counts as a change (per asset partition materialised by the run):
+    raw/<s>, source/<s>       only when the data version differs from the previous materialisation
+    source_by_commune/<s>     reported per commune only when that commune's window content changed
+    anything else             always (it was recomputed: what reads it must follow)
+A rejected delivery changes nothing downstream, except the inventory stewards read (and its marts).
+
+Propagation: partitioned -> partitioned keeps the communes; unpartitioned -> partitioned means every
+commune, except source/<s> -> footprint/<f>, which only orders the run (the per-commune reports carry the
+change); partitioned -> unpartitioned means the whole asset. Assets the finished run itself selected are
+left out (it already did, or tried, them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import dagster as dg
+
+from ..assets.keys import INVENTORY_KEY
+
+DATA_VERSION_TAG = "dagster/data_version"
+REFRESH_TRIGGER = "refresh"
+_VERSIONED = {"raw", "source"}
+
+
+@dataclass
+class RefreshPlan:
+    after_runs: list[str]
+    partitioned: dict[dg.AssetKey, set[str]] = field(default_factory=dict)
+    unpartitioned: set[dg.AssetKey] = field(default_factory=set)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.partitioned and not self.unpartitioned
+
+    @property
+    def communes(self) -> set[str]:
+        return set().union(*self.partitioned.values()) if self.partitioned else set()
+
+    def merge(self, other: "RefreshPlan") -> None:
+        self.after_runs += other.after_runs
+        for key, parts in other.partitioned.items():
+            self.partitioned.setdefault(key, set()).update(parts)
+        self.unpartitioned |= other.unpartitioned
+        self.reasons += other.reasons
+
+
+def _ordering_only(parent: dg.AssetKey, child: dg.AssetKey) -> bool:
+    return parent.path[0] == "source" and child.path[0] == "footprint"
+
+
+def _previous_version(instance, key: dg.AssetKey, partition: str | None, before: int) -> str | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None,
+                              before_storage_id=before), limit=1).records
+    if not records:
+        return None
+    return (records[0].asset_materialization.tags or {}).get(DATA_VERSION_TAG)
+
+
+def changes_of_run(instance, run_id: str) -> tuple[dict[dg.AssetKey, set[str | None]], bool, list[str]]:
+    """(asset -> partitions whose data changed, whether a delivery was refused, reasons) for one finished run."""
+    from dagster._core.events import DagsterEventType
+
+    changed: dict[dg.AssetKey, set[str | None]] = {}
+    reasons, refused = [], False
+    records = instance.get_records_for_run(
+        run_id, of_type={DagsterEventType.ASSET_MATERIALIZATION, DagsterEventType.ASSET_CHECK_EVALUATION}).records
+    for record in records:
+        event = record.event_log_entry.dagster_event
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data
+            if not evaluation.passed and evaluation.severity.value == "ERROR" and \
+                    evaluation.asset_key.path[0] in _VERSIONED:
+                refused = True
+                reasons.append(f"{evaluation.asset_key.to_user_string()} {evaluation.check_name} failed")
+            continue
+        materialization = event.event_specific_data.materialization
+        key, partition = materialization.asset_key, materialization.partition
+        if key.path[0] in _VERSIONED:
+            version = (materialization.tags or {}).get(DATA_VERSION_TAG)
+            if version is not None and version == _previous_version(instance, key, partition, record.storage_id):
+                continue
+        changed.setdefault(key, set()).add(partition)
+        reasons.append(f"{key.to_user_string()}{'[' + partition + ']' if partition else ''} changed")
+    return changed, refused, reasons
+
+
+def plan_after(instance, asset_graph, run_id: str) -> RefreshPlan:
+    """What must be recomputed after run `run_id`, and was not in its selection."""
+    run = instance.get_run_by_id(run_id)
+    attempted = set(run.asset_selection or ()) if run else set()
+    changed, refused, reasons = changes_of_run(instance, run_id)
+    plan = RefreshPlan(after_runs=[run_id], reasons=reasons)
+    all_partitions: dict[dg.AssetKey, set[str]] = {}
+    frontier: list[tuple[dg.AssetKey, set[str | None]]] = list(changed.items())
+    if refused and INVENTORY_KEY in asset_graph.get_all_asset_keys():
+        frontier.append((INVENTORY_KEY, {None}))
+        if INVENTORY_KEY not in attempted:
+            plan.unpartitioned.add(INVENTORY_KEY)
+    seen: dict[dg.AssetKey, set[str | None]] = {}
+    while frontier:
+        key, partitions = frontier.pop()
+        node = asset_graph.get(key)
+        for child in sorted(node.child_keys, key=lambda k: k.to_user_string()):
+            child_node = asset_graph.get(child)
+            if not child_node.is_executable:
+                continue
+            if child_node.partitions_def is None:
+                parts: set[str | None] = {None}
+            elif node.partitions_def is not None:
+                parts = {p for p in partitions if p is not None}
+            elif _ordering_only(key, child):
+                continue
+            else:
+                if child not in all_partitions:
+                    all_partitions[child] = set(child_node.partitions_def.get_partition_keys())
+                parts = set(all_partitions[child])
+            new = parts - seen.get(child, set())
+            if not new:
+                continue
+            seen.setdefault(child, set()).update(new)
+            frontier.append((child, new))
+            if child in attempted:
+                continue
+            if child_node.partitions_def is None:
+                plan.unpartitioned.add(child)
+            else:
+                plan.partitioned.setdefault(child, set()).update(p for p in new if p is not None)
+    return plan
+
+
+def contiguous(partitions: set[str], order: list[str]) -> bool:
+    index = sorted(order.index(p) for p in partitions)
+    return index == list(range(index[0], index[-1] + 1))
+
+
+def run_requests(plan: RefreshPlan, asset_graph, communes: list[str], tags: dict | None = None) -> list[dg.RunRequest]:
+    """One run for the whole plan when its communes form one range and every partitioned asset covers them
+    all (the usual case), else one Dagster backfill of exactly those asset partitions."""
+    if plan.empty:
+        return []
+    tags = {"iarbre/trigger": REFRESH_TRIGGER, "iarbre/after_runs": ",".join(r[:8] for r in plan.after_runs)[:200],
+            **(tags or {})}
+    touched = plan.communes
+    same_set = all(parts == touched for parts in plan.partitioned.values())
+    if not plan.partitioned or (same_set and contiguous(touched, communes)):
+        ordered = sorted(touched, key=communes.index)
+        partition_tags = ({"dagster/asset_partition_range_start": ordered[0],
+                           "dagster/asset_partition_range_end": ordered[-1]} if ordered else {})
+        keys = sorted(set(plan.partitioned) | plan.unpartitioned, key=lambda k: k.to_user_string())
+        return [dg.RunRequest(asset_selection=keys, tags={**tags, **partition_tags},
+                              run_key=f"refresh-{'-'.join(r[:8] for r in plan.after_runs)}")]
+    from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
+    from dagster._core.definitions.events import AssetKeyPartitionKey
+
+    subset = AssetGraphSubset.from_asset_partition_set(
+        {AssetKeyPartitionKey(k, p) for k, parts in plan.partitioned.items() for p in parts}
+        | {AssetKeyPartitionKey(k, None) for k in plan.unpartitioned}, asset_graph)
+    return [dg.RunRequest.for_asset_graph_subset(subset, tags=tags)]
