@@ -73,10 +73,7 @@ def territory_resource(args: argparse.Namespace, *, remember: bool = False):
     if secrets:
         resource = resource.model_copy(update={"url_secrets": secrets})
     if remember:
-        from .store import atomic_write_text
-
-        home.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(home / "iarbre.json", json.dumps(resource.describe(), indent=1))
+        resource.remember()
         write_instance_config(resource.store.dagster_home)
     return resource
 

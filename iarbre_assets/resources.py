@@ -74,6 +74,15 @@ class TerritoryResource(dg.ConfigurableResource):
 
         return ProgressLog(self.store.progress(run_id))
 
+    def remember(self) -> None:
+        """Write what this home runs with into the home (iarbre.json), for the read-only commands."""
+        import json
+
+        from .store import atomic_write_text
+
+        self.store.home.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.store.home_config, json.dumps(self.describe(), indent=1))
+
     def describe(self) -> dict:
         """What this home runs with; remembered in the home so read-only commands need only `--home`."""
         platform = self.platform

@@ -250,8 +250,8 @@ class FileVersion:
     @property
     def iso_time(self) -> str:
         """The modification time in ISO 8601 UTC with milliseconds, as data-fair writes dates."""
-        moment = datetime.fromtimestamp(self.mtime_ns // 1_000_000 / 1000, tz=timezone.utc)
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+        moment = datetime.fromtimestamp(self.mtime_ns // 1_000_000_000, tz=timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.mtime_ns // 1_000_000 % 1000:03d}Z"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -353,6 +353,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._wfs(parts.path, pairs, upper)
             elif DATAFAIR_PATH.match(parts.path):
                 self._datafair(parts.path, DATAFAIR_PATH.match(parts.path).group(1), pairs)
+            elif DATAFAIR_DATASET_PATH.match(parts.path):
+                self._datafair_dataset(DATAFAIR_DATASET_PATH.match(parts.path).group(1))
             elif parts.path.endswith("/cartofriches/geofriches/"):
                 self._cartofriches(parts.path, pairs)
             else:
@@ -361,12 +363,35 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     # -- helpers --------------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes, content_type: str) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def _validators(self, version: FileVersion) -> dict:
+        """ETag (strong: the file's bytes and this request's path and query) and Last-Modified headers."""
+        tag = hashlib.sha256(f"{version.digest}\n{self.path}".encode("utf-8", "surrogateescape")).hexdigest()
+        return {"ETag": f'"{tag[:32]}"', "Last-Modified": version.last_modified}
+
+    def _not_modified(self, validators: dict, version: FileVersion) -> bool:
+        """Answer 304 (and return True) when the client's copy is current (RFC 9110 §13.2.2 order)."""
+        if_none_match = self.headers.get("If-None-Match")
+        if if_none_match is not None:
+            current = validators["ETag"]
+            tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+            fresh = "*" in tags or current in tags  # weak comparison, as GET allows
+        else:
+            fresh = _not_modified_since(self.headers.get("If-Modified-Since"), version.mtime_ns)
+        if fresh:
+            self.send_response(304)
+            for key, value in validators.items():
+                self.send_header(key, value)
+            self.end_headers()
+        return fresh
 
     def _json(self, status: int, document) -> None:
         self._send(status, json.dumps(document, ensure_ascii=False).encode(), "application/json")
@@ -398,14 +423,25 @@ class _Handler(BaseHTTPRequestHandler):
             start = _non_negative(upper.get("STARTINDEX", "0"), "startIndex")
             count = _non_negative(upper["COUNT"], "count") if "COUNT" in upper else None
             bbox = _bbox(upper["BBOX"]) if "BBOX" in upper else None
+            result_type = upper.get("RESULTTYPE", "results").lower()
+            if result_type not in {"results", "hits"}:
+                raise _BadRequest("InvalidParameterValue", "resultType", f"resultType {result_type!r} is neither "
+                                  "'results' nor 'hits'")
         except _BadRequest as exc:
             return self._exception(exc.code, exc.locator, exc.text)
         try:
-            index = self.owner.index("wfs", file)
+            version = self.owner.version("wfs", file)
         except (OSError, ValueError) as exc:
             return self._exception("OperationProcessingFailed", "typeNames", f"cannot read {file.name}: {exc}", 500)
+        validators = self._validators(version)
+        if self._not_modified(validators, version):
+            return None
+        index = version.index
         selected = index.select(bbox)
         matched = len(selected)
+        if result_type == "hits":
+            return self._send(200, index.hits(matched=matched, timestamp=version.iso_time),
+                              "application/gml+xml; version=3.2", validators)
         stop = matched if count is None else min(matched, start + count)
         page = selected[start:stop] if start < matched else selected[:0]
         next_url = None
@@ -415,7 +451,7 @@ class _Handler(BaseHTTPRequestHandler):
                 query.append(("STARTINDEX", str(start + len(page))))
             next_url = f"{self._base()}{path}?{urlencode(query, safe=':,')}"
         self._send(200, index.page(page, matched=matched, next_url=next_url),
-                   "application/gml+xml; version=3.2")
+                   "application/gml+xml; version=3.2", validators)
 
     def _wfs_file(self, typename: str) -> Path:
         if "," in typename:
@@ -441,10 +477,14 @@ class _Handler(BaseHTTPRequestHandler):
             after = int(params["after"]) if params.get("after") else None
             if params.get("format", "json") != "json":
                 raise _BadRequest("InvalidParameterValue", "format", "only format=json is served here")
-            index = self.owner.index("datafair", file)
+            version = self.owner.version("datafair", file)
+            index = version.index
             positions = index.matching(params.get("qs"))
         except (_BadRequest, ValueError) as exc:
             return self._json(400, {"error": getattr(exc, "text", str(exc))})
+        validators = self._validators(version)
+        if self._not_modified(validators, version):
+            return None
         cursors = [index.cursor[p] for p in positions]
         begin = 0 if after is None else bisect_right(cursors, after)
         chosen = positions[begin:begin + size]
@@ -454,7 +494,24 @@ class _Handler(BaseHTTPRequestHandler):
             query = [(k, v) for k, v in pairs if k != "after"] + [("after", str(index.cursor[chosen[-1]]))]
             body += [b',"next":', json.dumps(f"{self._base()}{path}?{urlencode(query, safe=':,')}").encode()]
         body.append(b"}")
-        self._send(200, b"".join(body), "application/json")
+        self._send(200, b"".join(body), "application/json", validators)
+
+    def _datafair_dataset(self, dataset: str) -> None:
+        """The dataset's metadata, as data-fair's `GET /datasets/<id>` (the fields a change probe reads)."""
+        file = self.owner.root / "datafair" / f"{dataset}.json"
+        if not file.is_file():
+            return self._json(404, {"error": f"dataset {dataset!r} not found"})
+        try:
+            version = self.owner.version("datafair", file)
+        except (OSError, ValueError) as exc:
+            return self._json(500, {"error": f"cannot read dataset {dataset!r}: {exc}"})
+        validators = self._validators(version)
+        if self._not_modified(validators, version):
+            return None
+        when = version.iso_time
+        document = {"id": dataset, "title": dataset, "count": len(version.index.records), "dataUpdatedAt": when,
+                    "updatedAt": when, "finalizedAt": when}
+        self._send(200, json.dumps(document, ensure_ascii=False).encode(), "application/json", validators)
 
     # -- Cartofriches ---------------------------------------------------------------------------
     def _cartofriches(self, path: str, pairs: list) -> None:
@@ -497,6 +554,19 @@ class _Handler(BaseHTTPRequestHandler):
                           ensure_ascii=False)[:-1]
         body = head.encode() + b',"features":[' + b",".join(index.encoded[i] for i in chosen) + b"]}"
         self._send(200, body, "application/json")
+
+
+def _not_modified_since(value: str | None, mtime_ns: int) -> bool:
+    """True when an If-Modified-Since date is not older than the file (HTTP dates have whole seconds)."""
+    if not value:
+        return False
+    try:
+        since = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return False  # an unreadable date is ignored, as RFC 9110 asks
+    if since.tzinfo is None:
+        return False
+    return mtime_ns // 1_000_000_000 <= since.timestamp()
 
 
 def _non_negative(value: str, name: str) -> int:

@@ -12,6 +12,7 @@ import geopandas as gpd
 from dagster import AssetExecutionContext
 
 from ..automation.conditions import CODE_CHANGED
+from ..automation.polls import forget_validators
 from ..catalog import SourceDef
 from ..compute.ingest import IngestResult, IngestTask, run_ingest
 from ..compute.pool import map_tasks
@@ -137,6 +138,7 @@ def _events(context, territory: TerritoryResource, warehouse: WarehouseResource,
     if task.fetch:
         if result.fetch_error:
             failures.append(result.fetch_error)
+            forget_validators(platform, [slug])  # the next probe must not call the failed content "unchanged"
             context.log_event(dg.AssetCheckEvaluation(
                 asset_key=raw_key(slug), check_name="delivery", passed=False, severity=dg.AssetCheckSeverity.ERROR,
                 description=result.fetch_error, metadata={"source": slug, "partner": source.partner}))

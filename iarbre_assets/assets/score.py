@@ -25,7 +25,7 @@ from ..platform import Platform
 from ..provenance.freshness import source_freshness
 from ..provenance.prov import SCHEMA, prov_json
 from ..resources import TerritoryResource, WarehouseResource
-from ..store import read_json
+from ..store import read_json, write_json
 from ..store.rasters import read_geotiff
 from ..version import git_commit, package_version
 from ..warehouse import writes
@@ -185,6 +185,8 @@ def build_score_asset(platform: Platform) -> dg.AssetsDefinition:
         breaks = [(b.max, b.class_) for b in scoring.class_breaks]
         extent, step = preview_lattice([platform.windows[c] for c in communes], 480)
         platform.store.history.register_run(run_id, communes, at=at)
+        write_json(platform.store.commune_windows, {"cell_size_m": platform.territory.grid.cell_size_m, "communes": {
+            code: list(window.bounds) for code, window in platform.windows.items()}}, indent=1)
         tasks = [
             ScoreTask(commune=code, window=platform.windows[code], factors=factor_inputs(platform), communes=layer,
                       store=platform.store, blocked_score=scoring.blocked_score, run_id=run_id,

@@ -36,10 +36,13 @@ def read_state(store) -> dict:
 
 
 def due(platform, now: datetime | None = None) -> list:
+    """Remote sources whose probe is due. A source never ingested is not polled: `iarbre run` ingests it first."""
     now = now or datetime.now(timezone.utc)
     state = read_state(platform.store)
     out = []
     for source in remote_sources(platform):
+        if platform.store.versions(source.slug).current() is None:
+            continue
         last = (state.get(source.slug) or {}).get("at")
         if last is None or now - datetime.fromisoformat(last) >= poll_interval(source):
             out.append(source)
@@ -61,13 +64,23 @@ def probe(platform, sources, now: datetime | None = None) -> tuple[list[str], li
             to_fetch.append(source.slug)
             details.append({"source": source.slug, "changed": None, "detail": f"probe failed: {exc}"})
             continue
+        changed, detail = result.changed, result.detail
+        if not previous and _fetched_within(platform, source, poll_interval(source), now):
+            # the first probe right after a fetch: what the server says now is what was just fetched
+            changed, detail = False, f"first probe, {detail}; validators recorded (fetched within the poll interval)"
         state[source.slug] = {"at": now.isoformat(timespec="seconds"), "validators": result.validators,
-                              "changed": result.changed, "detail": result.detail}
-        details.append({"source": source.slug, "changed": result.changed, "detail": result.detail})
-        if result.changed is not False:
+                              "changed": changed, "detail": detail}
+        details.append({"source": source.slug, "changed": changed, "detail": detail})
+        if changed is not False:
             to_fetch.append(source.slug)
     atomic_write_text(platform.store.poll_state, json.dumps(state, indent=1, sort_keys=True))
     return to_fetch, details
+
+
+def _fetched_within(platform, source, interval: timedelta, now: datetime) -> bool:
+    fetches = [e["at"] for e in platform.store.raw.log(source.slug) if "at" in e and not e.get("failed")
+               and "pruned" not in e]
+    return bool(fetches) and now - max(datetime.fromisoformat(f) for f in fetches) < interval
 
 
 def forget_validators(platform, slugs) -> None:

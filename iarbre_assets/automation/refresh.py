@@ -16,7 +16,7 @@ A rejected delivery changes nothing downstream, except the inventory stewards re
 Propagation: partitioned -> partitioned keeps the communes; unpartitioned -> partitioned means every
 commune, except source/<s> -> footprint/<f>, which only orders the run (the per-commune reports carry the
 change); partitioned -> unpartitioned means the whole asset. Assets the finished run itself selected are
-left out (it already did, or tried, them).
+left out, and not propagated through: what they changed is in the run's own events.
 """
 
 from __future__ import annotations
@@ -127,12 +127,10 @@ def plan_after(instance, asset_graph, run_id: str) -> RefreshPlan:
                     all_partitions[child] = set(child_node.partitions_def.get_partition_keys())
                 parts = set(all_partitions[child])
             new = parts - seen.get(child, set())
-            if not new:
+            if not new or child in attempted:  # the run did (or tried) it: what it changed is in its own events
                 continue
             seen.setdefault(child, set()).update(new)
             frontier.append((child, new))
-            if child in attempted:
-                continue
             if child_node.partitions_def is None:
                 plan.unpartitioned.add(child)
             else:

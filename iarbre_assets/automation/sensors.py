@@ -38,7 +38,13 @@ def scan_inbox(platform, run_id: str | None = None) -> tuple[list, list[dict]]:
         if entry is not None and entry["state"] in FINAL_STATES:
             continue
         if verdict.state == "candidate":
-            candidates.append(verdict)
+            try:  # bytes this source already delivered: nothing to ingest again
+                known = platform.store.raw.version(verdict.source, drop.sha256)
+            except FileNotFoundError:
+                candidates.append(verdict)
+                continue
+            recorded.append(inbox.record(drop, "accepted", source=verdict.source, run_id=run_id, reason=(
+                f"same bytes as the version of {verdict.source} first delivered {known.first_seen_at}: no new version")))
         elif entry is None:
             recorded.append(inbox.record(drop, verdict.state, source=None, reason=verdict.reason, run_id=run_id))
     return candidates, recorded

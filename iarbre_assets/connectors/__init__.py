@@ -6,6 +6,10 @@
 `fetch_payload` returns what was delivered, byte for byte (several pages in a deterministic zip), with
 the requests made; `parse_payload` rebuilds the GeoDataFrame in the CRS the data declares (no
 reprojection: normalisation does that).
+
+    probe = probe_source(source_def, url=expanded_url, previous=validators_of_the_last_probe)
+
+`probe_source` asks a remote endpoint, with one small request, whether its content changed (probe.py).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .errors import (
 )
 from .http import HttpClient
 from .payload import Payload
+from .probe import Probe, probe_source
 
 __all__ = [
     "ConnectorError",
@@ -34,11 +39,13 @@ __all__ = [
     "MalformedResponse",
     "MissingCRS",
     "Payload",
+    "Probe",
     "ServiceExceptionReport",
     "UnreadableFile",
     "UnsafeInput",
     "fetch_payload",
     "parse_payload",
+    "probe_source",
 ]
 
 _MODULES = {"wfs": wfs, "ign_wfs": ign, "datafair": datafair, "cartofriches": cartofriches, "file": files}

@@ -113,12 +113,15 @@ def explain_point(home: str | Path, x: float, y: float, run: str = "latest", cat
             owner = (code, record, row, col, score)
             break
     if owner is None:
-        bounds = [min(r["grid"]["window"][i] for r in records.values()) if i < 2 else
-                  max(r["grid"]["window"][i] for r in records.values()) for i in range(4)]
         where = f"point ({x:.1f}, {y:.1f}) EPSG:2154, cell centre ({cx:.1f}, {cy:.1f})"
+        windows = _windows(home)
+        never = [c for c, (x0, y0, x1, y1) in windows.items() if c not in records and x0 <= cx < x1 and y0 <= cy < y1]
+        if never:
+            raise ExplainError(f"{where}: commune {', '.join(never)} has never been computed as of run "
+                               f"{entry.run_id[:8]}; run `iarbre run` (or materialise its partitions)")
         if not candidates:
-            raise ExplainError(f"{where} is outside the territory (its communes span "
-                               f"{tuple(round(v) for v in bounds)})")
+            bounds = _bounds(windows or {c: r["grid"]["window"] for c, r in records.items()})
+            raise ExplainError(f"{where} is outside the territory (its communes span {bounds})")
         raise ExplainError(f"{where} lies in no commune of the territory (it is within the windows of "
                            f"{', '.join(c for c, *_ in candidates)} but no commune owns that cell)")
     code, record, row, col, score = owner
@@ -170,6 +173,17 @@ def explain_point(home: str | Path, x: float, y: float, run: str = "latest", cat
         "catalogue_changes": catalogue_changes(record, catalogue_path or _remembered_catalogue(home)),
         "home": str(home),
     }
+
+
+def _windows(home: Path) -> dict:
+    path = home / "score" / "communes.json"
+    return _read_json(path)["communes"] if path.exists() else {}
+
+
+def _bounds(windows: dict) -> tuple:
+    values = list(windows.values())
+    return (round(min(v[0] for v in values)), round(min(v[1] for v in values)),
+            round(max(v[2] for v in values)), round(max(v[3] for v in values)))
 
 
 def _remembered_catalogue(home: Path) -> str | None:

@@ -132,6 +132,11 @@ class Store:
         return self.home / "exports" / "parts" / f"{commune}.classes.parquet"
 
     @property
+    def commune_windows(self) -> Path:
+        """Every commune of the territory and its grid window (explain tells outside from never computed)."""
+        return self.score_dir / "communes.json"
+
+    @property
     def class_distribution_state(self) -> Path:
         """Class shares of each commune at its last materialisation (the drift check compares with it)."""
         return self.score_dir / "class_distribution.json"

@@ -1,7 +1,7 @@
 """A fault-injecting HTTP server on 127.0.0.1 for connector tests: it answers a scripted list of replies.
 
     with ScriptedServer([Reply(503), Reply(200, body)]) as server:
-        ... server.url ...; server.requests -> [(path, {query}), ...]
+        ... server.url ...; server.requests -> [(path, {query}), ...]; server.request_headers -> [{...}, ...]
 
 A reply may be delayed (to provoke timeouts) or cut short (Content-Length larger than the body sent).
 `route` instead of a list: a function (path, query) -> Reply.
@@ -32,6 +32,7 @@ class ScriptedServer:
         self._route = script if callable(script) else None
         self._lock = threading.Lock()
         self.requests: list[tuple[str, dict]] = []
+        self.request_headers: list[dict] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -43,6 +44,8 @@ class ScriptedServer:
             def do_GET(self):
                 parts = urlsplit(self.path)
                 query = dict(parse_qsl(parts.query, keep_blank_values=True))
+                with owner._lock:
+                    owner.request_headers.append(dict(self.headers.items()))
                 reply = owner._next(parts.path, query)
                 if reply.delay_s:
                     time.sleep(reply.delay_s)

@@ -95,3 +95,22 @@ def test_429_rate_limit_is_retried():
         client = HttpClient(timeout_s=2, retries=1, backoff_s=0.01)
         assert client.get(server.url + "/x")[0] == b"ok"
     assert [r["status"] for r in client.requests] == [429, 200]
+
+
+def test_extra_headers_are_sent_and_response_headers_exposed():
+    with ScriptedServer([Reply(200, b"body", headers={"ETag": '"v1"', "Last-Modified": "Wed, 01 Jan 2025 00:00:00 GMT"})]
+                        ) as server:
+        client = HttpClient(timeout_s=2, retries=0, backoff_s=0.01)
+        response = client.get_response(server.url + "/x", {"a": "1"}, headers={"If-None-Match": '"v0"'})
+    assert (response.body, response.status, response.url) == (b"body", 200, server.url + "/x?a=1")
+    assert response.headers["etag"] == '"v1"' and response.headers["Last-Modified"].startswith("Wed, 01 Jan 2025")
+    assert server.request_headers[0]["If-None-Match"] == '"v0"'
+    assert "User-Agent" in server.request_headers[0]  # the session's headers are still sent
+
+
+def test_304_not_modified_is_an_answer_not_an_error():
+    with ScriptedServer([Reply(304, b"", headers={"ETag": '"v1"'})]) as server:
+        client = HttpClient(timeout_s=2, retries=3, backoff_s=0.01)
+        body, _url, status = client.get(server.url + "/x", headers={"If-None-Match": '"v1"'})
+    assert (body, status) == (b"", 304)
+    assert [r["status"] for r in client.requests] == [304] and len(server.requests) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 import geopandas as gpd
@@ -157,3 +158,62 @@ def test_start_stop_and_url():
     finally:
         server.stop()
     server.stop()  # idempotent
+
+
+def test_hits_answer_an_empty_collection_with_number_matched_and_timestamp(local_server):
+    response = wfs(local_server, TYPENAMES=BUILDING_TYPENAME, RESULTTYPE="hits",
+                   BBOX="840900,6510000,842000,6511000,EPSG:2154")
+    assert response.status_code == 200 and b"<wfs:member" not in response.content
+    page = page_of(response)
+    assert (page.number_matched, page.number_returned, page.count, page.next_url) == (12, 0, 0, None)
+    assert re.search(rb'timeStamp="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"', response.content)
+    bad = wfs(local_server, TYPENAMES=BUILDING_TYPENAME, RESULTTYPE="everything")
+    assert bad.status_code == 400 and exception_report(bad.content)[0]["locator"] == "resultType"
+
+
+def test_wfs_and_datafair_answers_carry_strong_validators_and_honour_if_none_match(local_server):
+    answers = [wfs(local_server, TYPENAMES=TREE_TYPENAME, COUNT="5"),
+               wfs(local_server, TYPENAMES=TREE_TYPENAME, RESULTTYPE="hits"),
+               requests.get(f"{local_server.url}/data-fair/api/v1/datasets/{GAS_DATASET}/lines", timeout=5),
+               requests.get(f"{local_server.url}/data-fair/api/v1/datasets/{GAS_DATASET}", timeout=5)]
+    etags = [a.headers["ETag"] for a in answers]
+    assert all(re.fullmatch(r'"[0-9a-f]{32}"', tag) for tag in etags) and len(set(etags)) == 4  # per query
+    for answer in answers:
+        assert answer.status_code == 200 and answer.headers["Last-Modified"].endswith(" GMT")
+        again = requests.get(answer.url, headers={"If-None-Match": answer.headers["ETag"]}, timeout=5)
+        assert (again.status_code, again.content, again.headers["ETag"]) == (304, b"", answer.headers["ETag"])
+        since = requests.get(answer.url, headers={"If-Modified-Since": answer.headers["Last-Modified"]}, timeout=5)
+        assert since.status_code == 304
+        other = requests.get(answer.url, headers={"If-None-Match": '"0000"'}, timeout=5)
+        assert other.status_code == 200 and other.content == answer.content
+    assert wfs(local_server, TYPENAMES="sytral:nope").headers.get("ETag") is None  # errors carry none
+
+
+def test_validators_change_when_the_file_changes(tmp_path):
+    (tmp_path / "wfs").mkdir()
+    target = tmp_path / "wfs" / "a__b.gml"
+    target.write_bytes(write_feature_collection(trees_frame(), "a:b"))
+    os.utime(target, ns=(10**18, 10**18))
+    with LocalDataServer(tmp_path) as server:
+        first = wfs(server, TYPENAMES="a:b", RESULTTYPE="hits")
+        target.write_bytes(write_feature_collection(trees_frame().iloc[:4], "a:b"))
+        os.utime(target, ns=(10**18 + 10**9, 10**18 + 10**9))
+        second = requests.get(first.url, headers={"If-None-Match": first.headers["ETag"]}, timeout=5)
+    assert second.status_code == 200 and page_of(second).number_matched == 4
+    assert second.headers["ETag"] != first.headers["ETag"]
+    assert (first.headers["Last-Modified"], second.headers["Last-Modified"]) == (
+        "Sun, 09 Sep 2001 01:46:40 GMT", "Sun, 09 Sep 2001 01:46:41 GMT")
+
+
+def test_datafair_dataset_metadata(tmp_path):
+    (tmp_path / "datafair").mkdir()
+    target = tmp_path / "datafair" / "reseau.json"
+    target.write_bytes(b'{"total":2,"results":[{"_i":1,"_id":"line-1"},{"_i":2,"_id":"line-2"}]}')
+    os.utime(target, ns=(1_700_000_000_123_456_789,) * 2)
+    with LocalDataServer(tmp_path) as server:
+        meta = requests.get(f"{server.url}/data-fair/api/v1/datasets/reseau", timeout=5)
+        missing = requests.get(f"{server.url}/data-fair/api/v1/datasets/nope", timeout=5)
+    assert meta.status_code == 200 and meta.headers["Content-Type"] == "application/json"
+    assert meta.json() == {"id": "reseau", "title": "reseau", "count": 2, "dataUpdatedAt": "2023-11-14T22:13:20.123Z",
+                           "updatedAt": "2023-11-14T22:13:20.123Z", "finalizedAt": "2023-11-14T22:13:20.123Z"}
+    assert missing.status_code == 404

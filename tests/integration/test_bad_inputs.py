@@ -22,21 +22,21 @@ import pytest
 import shapely
 import yaml
 
-from integration_helpers import PlatformEnv, build
+from integration_helpers import PlatformRun, build
 from iarbre_assets.catalog import territory_path
 from iarbre_demo.wire.gml_writer import write_feature_collection
-from iarbre_assets.provenance.source_versions import SourceVersions, file_sha256
-from iarbre_assets.runner import materialise_all
+from iarbre_assets.runner import materialise
+from iarbre_assets.store.versions import file_sha256
 
 
 def _frame(platform, slug: str) -> gpd.GeoDataFrame:
-    current = SourceVersions(platform.layout, slug).current()
-    return gpd.read_parquet(current.data_path(platform.layout))
+    current = platform.store.versions(slug).current()
+    return gpd.read_parquet(current.data_path(platform.store))
 
 
 def _drop(platform, slug: str, name: str, data: bytes) -> Path:
     partner = platform.sources[slug].partner
-    path = platform.layout.inbox_dir(partner) / name
+    path = platform.store.inbox(partner) / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
@@ -167,12 +167,12 @@ def _check_failure(outcome, slug: str) -> str:
 
 def _assert_rejected(run, slug: str, origin: str, reason: str):
     platform = run.platform
-    versions = SourceVersions(platform.layout, slug)
+    versions = platform.store.versions(slug)
     before = versions.current()
-    before_hash = file_sha256(before.data_path(platform.layout))
+    before_hash = file_sha256(before.data_path(platform.store))
     factors = [f.slug for f in platform.factors_of_source(slug)]
     keys = [["raw", slug], ["source", slug]] + [["footprint", f] for f in factors] + [["coverage", f] for f in factors]
-    outcome = materialise_all(defs=run.defs, platform=platform, instance=run.instance, select=keys)
+    outcome = materialise(run.defs, run.territory, run.instance, select=keys)
     materialised = {tuple(e.asset_key.path) for e in outcome.result.get_asset_materialization_events()}
     assert ("source", slug) not in materialised
     assert not any(key[0] in {"footprint", "coverage", "source_by_commune"} for key in materialised), materialised
@@ -181,7 +181,7 @@ def _assert_rejected(run, slug: str, origin: str, reason: str):
     assert Path(origin).name in message or origin in message, message
     after = versions.current()
     assert after.version == before.version
-    assert file_sha256(after.data_path(platform.layout)) == before_hash
+    assert file_sha256(after.data_path(platform.store)) == before_hash
     assert not outcome.success
     return message
 
@@ -235,14 +235,11 @@ def test_http_500_mid_paging_keeps_the_last_raw_and_accepted_versions(demo_copy,
         doc["sources"]["arbres_alignement"].update(url=url, page_size=page_size, retries=1, timeout_s=5)
         variant = tmp_path / "territory.yaml"
         variant.write_text(yaml.safe_dump(doc, allow_unicode=True))
-        with PlatformEnv(demo_copy.home, territory=str(variant)):
-            defs, variant_platform, instance = build(demo_copy.home, str(variant))
-            from iarbre_assets.provenance.raw_store import RawStore
-
-            raw_before = RawStore(variant_platform.layout).latest("arbres_alignement").sha256
-            run = type(demo_copy)(demo_copy.home, defs, variant_platform, instance, None)
-            message = _assert_rejected(run, "arbres_alignement", url, "500")
-            assert RawStore(variant_platform.layout).latest("arbres_alignement").sha256 == raw_before
-            assert "delivery failed" in message
+        defs, resource, instance = build(demo_copy.home, str(variant))
+        raw_before = resource.store.raw.latest("arbres_alignement").sha256
+        run = PlatformRun(demo_copy.home, defs, resource, instance, None)
+        message = _assert_rejected(run, "arbres_alignement", url, "500")
+        assert resource.store.raw.latest("arbres_alignement").sha256 == raw_before
+        assert "delivery failed" in message
     finally:
         server.shutdown()

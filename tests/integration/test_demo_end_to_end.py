@@ -12,7 +12,8 @@ import pandas as pd
 import rasterio
 from rasterio.features import rasterize
 
-from iarbre_assets.compute.scoring import CLASS_NODATA, SCORE_NODATA, score_paths
+from iarbre_assets.geo.score import CLASS_NODATA, SCORE_NODATA
+from iarbre_assets.store import Export
 
 
 def test_every_asset_materialised_and_every_check_passed(demo_run):
@@ -42,11 +43,11 @@ def test_mosaics_are_seamless_with_one_value_per_commune_cell(demo_run):
     platform = demo_run.platform
     owner = _owner_raster(platform)
     inside = owner >= 0
-    with rasterio.open(platform.layout.score / "plantability_score.tif") as src:
+    with rasterio.open(platform.store.export(Export.SCORE_COG)) as src:
         assert src.crs.to_epsg() == 2154 and src.transform == platform.territory_window.transform
         assert src.profile.get("tiled") and src.overviews(1)  # cloud-optimised layout
         score = src.read(1)
-    with rasterio.open(platform.layout.score / "plantability_class.tif") as src:
+    with rasterio.open(platform.store.export(Export.CLASS_COG)) as src:
         classes = src.read(1)
     # no gap inside a commune, nothing outside
     assert (score[inside] != SCORE_NODATA).all() and (score[~inside] == SCORE_NODATA).all()
@@ -55,7 +56,7 @@ def test_mosaics_are_seamless_with_one_value_per_commune_cell(demo_run):
     # each commune's own raster agrees with the mosaic on exactly the cells it owns: no seam, no double count
     total = 0
     for index, code in enumerate(platform.commune_codes):
-        with rasterio.open(score_paths(str(platform.layout.score), code)[0]) as src:
+        with rasterio.open(platform.store.score(code)) as src:
             part = src.read(1)
             row = int(round((platform.territory_window.ymax - src.transform.f) / 5))
             col = int(round((src.transform.c - platform.territory_window.xmin) / 5))
@@ -69,7 +70,7 @@ def test_mosaics_are_seamless_with_one_value_per_commune_cell(demo_run):
 
 def test_tiles_warehouse_and_marts_agree(demo_run):
     platform = demo_run.platform
-    warehouse = platform.layout.warehouse
+    warehouse = platform.store.warehouse
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
         tiles = con.execute("select commune, count(*) n, sum(score) s from iarbre.tiles group by 1 order by 1").df()
@@ -88,17 +89,17 @@ def test_tiles_warehouse_and_marts_agree(demo_run):
     assert inventory["has_current_version"].all()
     assert (inventory["check_status"].isin(["passed", "warning"])).all()
     # the GeoParquet export holds the same rows, as cell-centre points in EPSG:2154
-    export = gpd.read_parquet(platform.layout.exports / "tiles.parquet")
+    export = gpd.read_parquet(platform.store.export(Export.TILES_PARQUET))
     assert export.crs.to_epsg() == 2154 and len(export) == int(tiles["n"].sum())
     assert (export.geometry.x == export["x"]).all()
 
 
 def test_class_polygons_cover_the_communes(demo_run):
     platform = demo_run.platform
-    gpkg = gpd.read_file(platform.layout.exports / "plantability_classes.gpkg", layer="plantability_classes")
+    gpkg = gpd.read_file(platform.store.export(Export.CLASS_GPKG), layer="plantability_classes")
     assert gpkg.crs.to_epsg() == 2154
     assert set(gpkg["class"]) <= {0, 2, 4, 6, 8, 10}
-    cells = sum(json.loads(score_paths(str(platform.layout.score), c)[2].read_text())["cells"]
+    cells = sum(json.loads(platform.store.score_record(c).read_text())["outputs"]["cells"]
                 for c in platform.commune_codes)
     assert abs(gpkg["area_m2"].sum() - cells * 25) < 1e-3
     assert not gpkg.duplicated(["commune", "class"]).any()
@@ -106,16 +107,14 @@ def test_class_polygons_cover_the_communes(demo_run):
 
 def test_raw_data_versions_are_content_hashes(demo_run):
     instance, platform = demo_run.instance, demo_run.platform
-    from iarbre_assets.provenance.raw_store import RawStore
-
-    store = RawStore(platform.layout)
+    store = platform.store.raw
     import dagster as dg
 
     for slug in ("ore_gaz", "espaces_publics", "batiments_bdtopo"):
         event = instance.get_latest_materialization_event(dg.AssetKey(["raw", slug]))
         version = event.asset_materialization.tags["dagster/data_version"]
         latest = store.latest(slug)
-        path = platform.layout.raw_dir(slug) / latest.filename
+        path = store.path(slug, latest.sha256)
         assert version == latest.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -123,9 +122,9 @@ def test_explain_matches_the_published_rasters(demo_run):
     from iarbre_assets.provenance.explain import explain_point
 
     platform = demo_run.platform
-    tiles = pd.read_parquet(platform.layout.exports / "tiles.parquet", columns=["x", "y", "score", "class", "blocked"])
+    tiles = pd.read_parquet(platform.store.export(Export.TILES_PARQUET), columns=["x", "y", "score", "class", "blocked"])
     for _, cell in pd.concat([tiles[tiles.blocked].head(2), tiles[~tiles.blocked].nlargest(2, "score")]).iterrows():
-        e = explain_point(cell.x, cell.y, platform=platform)
+        e = explain_point(demo_run.home, cell.x, cell.y)
         assert abs(e["score"] - cell.score) < 1e-4 and e["class"] == cell["class"]
         if cell.blocked:
             assert e["blocked_by"] is not None
@@ -139,12 +138,10 @@ def test_explain_matches_the_published_rasters(demo_run):
 def test_normalised_sources_are_geoparquet_1_1_with_bbox_covering(demo_run):
     import pyarrow.parquet as pq
 
-    from iarbre_assets.provenance.source_versions import SourceVersions
-
     platform = demo_run.platform
     for slug in platform.sources:
-        current = SourceVersions(platform.layout, slug).current()
-        path = current.data_path(platform.layout)
+        current = platform.store.versions(slug).current()
+        path = current.data_path(platform.store)
         geo = json.loads(pq.read_schema(path).metadata[b"geo"])
         assert geo["version"] == "1.1.0", slug
         column = geo["columns"][geo["primary_column"]]

@@ -1,16 +1,24 @@
-"""A partner update recomputes only what depends on that source, and only where it changed."""
+"""A partner update reaches every output by itself, in one incremental run, and nothing else is recomputed.
+
+The sensors are evaluated tick by tick on the home's real instance, and the runs they request are executed
+as the daemon would launch them: the drop → the inbox sensor → the ingest run → the refresh sensor → one run
+covering the touched communes, the mosaics and exports, the warehouse and every dbt model (dbt once).
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections import Counter
 
 import dagster as dg
 import geopandas as gpd
 import shapely
 
-from iarbre_assets.compute.constraints import coverage_paths
-from iarbre_assets.provenance.source_versions import SourceVersions
-from iarbre_assets.runner import materialise_all
+from integration_helpers import execute_request, run_platform, sensor_tick
+
+TERRITORY_WIDE = {"plantability_score_cog", "plantability_class_cog", "class_polygons_gpkg", "class_map_preview",
+                  "tiles_geoparquet", "source_inventory"}
 
 
 def _windows_hit(platform, geometry, halo: float) -> set[str]:
@@ -18,17 +26,12 @@ def _windows_hit(platform, geometry, halo: float) -> set[str]:
             if shapely.box(*window.bounds).buffer(halo, join_style="mitre").intersects(geometry)}
 
 
-def test_sanitation_update_recomputes_one_commune(demo_copy):
-    defs, instance, platform = demo_copy.defs, demo_copy.instance, demo_copy.platform
-    slug, factor = "assainissement", "assainissement"
+def _move_one_feature(platform, slug: str):
+    """The source's accepted features with the one reaching the fewest commune windows moved by 3 m, and the
+    communes whose windows (with the source's halo) see the change."""
     halo = platform.source_halo_m(slug)
-    baseline = dg.evaluate_automation_conditions(defs=defs, instance=instance)
-    assert baseline.total_requested == 0, "nothing should be pending after a full run"
-
-    # The water service delivers a new file in which one pipe moved by 3 m; pick the pipe that reaches
-    # the fewest commune windows, so that most communes must stay untouched.
-    current = SourceVersions(platform.layout, slug).current()
-    frame = gpd.read_parquet(current.data_path(platform.layout))
+    current = platform.store.versions(slug).current()
+    frame = gpd.read_parquet(current.data_path(platform.store))
     reach = [len(_windows_hit(platform, g, halo)) for g in frame.geometry]
     index = min(range(len(frame)), key=reach.__getitem__)
     old = frame.geometry.iloc[index]
@@ -36,40 +39,144 @@ def test_sanitation_update_recomputes_one_commune(demo_copy):
     moved.loc[index, "geometry"] = shapely.affinity.translate(old, xoff=3.0)
     expected = _windows_hit(platform, old, halo) | _windows_hit(platform, moved.geometry.iloc[index], halo)
     assert 0 < len(expected) < len(platform.commune_codes)
-    drop = platform.layout.inbox_dir(platform.sources[slug].partner) / "assainissement.geojson"
+    return moved, expected
+
+
+def _materialised(result) -> Counter:
+    return Counter((e.asset_key.to_user_string(), e.partition) for e in result.get_asset_materialization_events())
+
+
+def _marts(home) -> dict:
+    """Every mart's rows, run ids and times aside."""
+    import duckdb
+
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        out = {}
+        for (table,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' "
+                                    "ORDER BY 1").fetchall():
+            frame = con.execute(f"SELECT * FROM marts.{table}").df()
+            drop = [c for c in frame.columns if "run" in c or c.endswith("_at") or c in {
+                "materialised_at", "inventory_built_at", "freshness_as_of", "provenance", "record_sha256",
+                "git_commit", "age_days"}]
+            frame = frame.drop(columns=drop)
+            out[table] = sorted(json.dumps(r, sort_keys=True, default=str) for r in frame.to_dict("records"))
+        return out
+    finally:
+        con.close()
+
+
+def test_a_grdf_drop_in_one_commune_recomputes_exactly_what_depends_on_it(demo_copy, tmp_path):
+    run, platform = demo_copy, demo_copy.platform
+    refresh_cursor = sensor_tick(run, "partner_refresh").cursor  # the daemon starts watching
+    moved, expected = _move_one_feature(platform, "ore_gaz")
+    drop = platform.store.inbox("grdf") / "ore_gaz.geojson"
     drop.parent.mkdir(parents=True, exist_ok=True)
     moved.to_file(drop, driver="GeoJSON", engine="pyogrio")
 
-    # The inbox sensor notices the drop and asks for the source's ingestion
-    sensor = defs.get_sensor_def("partner_inbox")
-    tick = sensor.evaluate_tick(dg.build_sensor_context(instance=instance, definitions=defs))
+    # the inbox sensor asks for GRDF's source only; the ingest reports the changed communes
+    tick = sensor_tick(run, "partner_inbox")
     assert len(tick.run_requests) == 1
-    requested = {tuple(k.path) for k in tick.run_requests[0].asset_selection}
-    assert requested == {("raw", slug), ("source", slug)}
-    outcome = materialise_all(defs=defs, platform=platform, instance=instance,
-                              select=[list(k) for k in requested])
-    assert outcome.success, outcome.failures
+    assert {k.to_user_string() for k in tick.run_requests[0].asset_selection} == {"raw/ore_gaz", "source/ore_gaz"}
+    ingest = execute_request(run, tick.run_requests[0])
+    assert ingest.success
+    assert {p for (k, p) in _materialised(ingest) if k == "source_by_commune/ore_gaz"} == expected
+    assert [e["state"] for e in platform.store.drops.entries() if e["file"] == "ore_gaz.geojson"] == ["accepted"]
 
-    # Only the touched communes' windows were reported as changed...
-    reported = {e.partition for e in outcome.result.get_asset_materialization_events()
-                if e.asset_key == dg.AssetKey(["source_by_commune", slug])}
-    assert reported == expected
-    # ...so the automation recomputes this factor there, and nothing else
-    evaluation = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=baseline.cursor)
-    assert evaluation.get_requested_partitions(dg.AssetKey(["footprint", factor])) == expected
-    for other in platform.factors:
-        if other.slug != factor:
-            assert not evaluation.get_requested_partitions(dg.AssetKey(["footprint", other.slug])), other.slug
+    # the refresh sensor asks for one run: exactly the gas factors there, their score, classes and tiles,
+    # the territory-wide exports and warehouse, and the dbt models, each once
+    tick = sensor_tick(run, "partner_refresh", refresh_cursor)
+    assert len(tick.run_requests) == 1
+    downstream = execute_request(run, tick.run_requests[0])
+    assert downstream.success
+    done = _materialised(downstream)
+    assert set(done.values()) == {1}, "an asset partition was materialised twice"
+    gas_factors = {f.slug for f in platform.factors_of_source("ore_gaz")}
+    partitioned = {(k, p) for (k, p) in done if p is not None}
+    assert partitioned == {(f"{kind}/{f}", c) for kind in ("footprint", "coverage") for f in gas_factors for c in expected} \
+        | {(k, c) for k in ("plantability_score", "plantability_class", "tiles") for c in expected}
+    unpartitioned = {k for (k, p) in done if p is None}
+    assert TERRITORY_WIDE <= unpartitioned
+    assert {k for k in unpartitioned if not k.startswith(("staging/", "marts/"))} == TERRITORY_WIDE
+    assert {"marts/commune_plantability", "marts/run_provenance", "marts/source_inventory"} <= unpartitioned
+    steps = {e.step_key for e in downstream.all_events if e.event_type_value == "STEP_START"}
+    assert len([s for s in steps if "dbt" in s]) == 1, "dbt is built once"
+    checks = {(e.event_specific_data.check_name, e.event_specific_data.passed) for e in downstream.all_events
+              if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert ("marts_match_outputs", True) in checks
+    assert all(passed for _, passed in checks)
 
-    # Materialise what the automation asks, for those communes: the other communes' rasters are untouched
-    untouched = sorted(set(platform.commune_codes) - expected)
-    coverage_dir = str(platform.layout.constraint_dir(factor))
-    before = {c: json.loads(coverage_paths(coverage_dir, c)[1].read_text()) for c in platform.commune_codes}
-    job = defs.resolve_implicit_global_asset_job_def()
-    for code in sorted(expected):
-        result = job.execute_in_process(instance=instance, partition_key=code, raise_on_error=False,
-                                        asset_selection=[dg.AssetKey(["footprint", factor]),
-                                                         dg.AssetKey(["coverage", factor])])
-        assert result.success
-    for code in untouched:
-        assert json.loads(coverage_paths(coverage_dir, code)[1].read_text()) == before[code]
+    # and then nothing is pending: neither the refresh sensor nor the inbox asks for more
+    assert not sensor_tick(run, "partner_refresh", tick.cursor).run_requests
+    assert not sensor_tick(run, "partner_inbox").run_requests
+
+    # the same bytes dropped again, under a copy's name: recorded, and nothing runs
+    shutil.copy(drop, drop.with_name("ore_gaz (1).geojson"))
+    again = sensor_tick(run, "partner_inbox")
+    assert not again.run_requests
+    assert platform.store.drops.entries()[-1]["state"] == "accepted" and "same bytes" in platform.store.drops.entries()[-1]["reason"]
+
+    # the marts equal those of a from-scratch run on the same inputs (run ids and times aside)
+    scratch_home = tmp_path / "scratch"
+    (scratch_home / "inbox" / "grdf").mkdir(parents=True)
+    shutil.copy(drop, scratch_home / "inbox" / "grdf" / "ore_gaz.geojson")
+    scratch = run_platform(scratch_home)
+    assert scratch.outcome.success, scratch.outcome.failures
+    assert _marts(run.home) == _marts(scratch_home)
+
+    # what a steward and an auditor read: the report, explain and the provenance all name the new version
+    from iarbre_assets.provenance.explain import explain_point
+    from iarbre_assets.provenance.report import commune_report
+
+    new = platform.store.versions("ore_gaz").current().raw_sha256
+    touched = sorted(expected)[0]
+    report = commune_report(touched, run.store.warehouse)
+    assert {i["source"]: i["version"] for i in report["inputs"]}["ore_gaz"] == new
+    record = json.loads(run.store.score_record(touched).read_text())
+    x0, y0, x1, y1 = record["grid"]["window"]
+    tiles = gpd.read_parquet(run.store.tiles(touched), columns=["x", "y"])
+    explanation = explain_point(run.home, float(tiles.x.iloc[0]), float(tiles.y.iloc[0]))
+    assert {s["slug"]: s["raw_sha256"] for s in explanation["sources"]}["ore_gaz"] == new
+    others = sorted(set(platform.commune_codes) - expected)
+    if others:
+        other = json.loads(run.store.score_record(others[0]).read_text())
+        assert {s["slug"]: s["raw_sha256"] for s in other["sources"]}["ore_gaz"] != new
+
+
+def test_a_bad_drop_is_refused_and_nothing_is_recomputed_from_it(demo_copy):
+    run, platform = demo_copy, demo_copy.platform
+    refresh_cursor = sensor_tick(run, "partner_refresh").cursor
+    before = platform.store.versions("ore_gaz").current()
+    drop = platform.store.inbox("grdf") / "ore_gaz.geojson"
+    drop.parent.mkdir(parents=True, exist_ok=True)
+    drop.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": {"type": "Li')
+    tick = sensor_tick(run, "partner_inbox")
+    ingest = execute_request(run, tick.run_requests[0])
+    assert not any(k.startswith(("source/", "source_by_commune/")) for k, _ in _materialised(ingest))
+    entry = platform.store.drops.entries()[-1]
+    assert entry["state"] == "rejected" and "ore_gaz" in entry["reason"] and "ore_gaz.geojson" in entry["reason"]
+    assert platform.store.versions("ore_gaz").current().version == before.version
+    # only the stewards' inventory records the refusal: no constraint, score or export runs
+    tick = sensor_tick(run, "partner_refresh", refresh_cursor)
+    if tick.run_requests:
+        selected = {k.to_user_string() for k in tick.run_requests[0].asset_selection}
+        assert selected and all(k == "source_inventory" or k.startswith(("staging/", "marts/")) for k in selected)
+        assert "marts/source_inventory" in selected and "marts/commune_plantability" not in selected
+    assert not sensor_tick(run, "partner_inbox").run_requests
+
+
+def test_a_drop_matching_no_source_is_quarantined_with_its_reason(demo_copy):
+    run, platform = demo_copy, demo_copy.platform
+    folder = platform.store.inbox("enedis")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "reseau_electrique.geojson").write_text('{"type": "FeatureCollection", "features": []}')
+    (folder / "lisez-moi.pdf").write_bytes(b"%PDF-1.4")
+    tick = sensor_tick(run, "partner_inbox")
+    assert not tick.run_requests
+    states = {e["file"]: (e["state"], e["reason"]) for e in platform.store.drops.entries()}
+    assert states["reseau_electrique.geojson"][0] == "quarantined"
+    assert "ore_bt_souterrain" in states["reseau_electrique.geojson"][1]
+    assert states["lisez-moi.pdf"][0] == "ignored"
+    # the UI shows it as an observation of Enedis's inbox asset (the daemon records the sensor's events)
+    events = [e for e in tick.asset_events if e.asset_key == dg.AssetKey(["inbox", "enedis"])]
+    assert {e.metadata["state"].value for e in events} == {"quarantined", "ignored"}

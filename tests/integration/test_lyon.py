@@ -2,7 +2,7 @@
 
 Uses ../shared/data/lyon/ (skipped when absent): the real communes, and the real public spaces (EPSG:3946)
 and car parks files read in place for their sources; the other layers are synthetic. The territory is
-written by `iarbre demo --communes ... --mode files`: every source a local file (GML, GeoParquet, GeoJSON,
+written by `iarbre-demo --communes ... --mode files`: every source a local file (GML, GeoParquet, GeoJSON,
 GeoPackage layers, zipped Shapefile), run with `iarbre run --territory FILE --data-dir DIR`.
 """
 
@@ -17,7 +17,8 @@ import rasterio
 from rasterio.features import rasterize
 
 from iarbre_assets import cli
-from integration_helpers import LYON_DIR, PlatformEnv
+from iarbre_demo import cli as demo_cli
+from integration_helpers import LYON_DIR
 
 pytestmark = pytest.mark.lyon
 COMMUNES = LYON_DIR / "communes_gl_2025.geojson"
@@ -29,20 +30,19 @@ def lyon_home(tmp_path_factory):
         pytest.skip(f"the real Lyon fixtures are not here: {LYON_DIR}")
     root = tmp_path_factory.mktemp("lyon6")
     data, home = root / "data", root / "home"
-    with PlatformEnv(home, territory="lyon6"):
-        assert cli.main(["demo", "--communes", str(COMMUNES), "--mode", "files", "--name", "lyon6",
-                         "--out", str(data), "--home", str(home)]) == 0
-        # the real partner files, read where they are; the 5-feature public-spaces extract lacks most of
-        # the categories the filters use, so that check is a warning for this territory
-        doc = yaml.safe_load((data / "territory.yaml").read_text())
-        doc["sources"]["espaces_publics"] = {"kind": "file", "path": str(LYON_DIR / "espacepublic2025.geojson")}
-        doc["sources"]["parkings_surfaciques"] = {"kind": "file", "path": str(LYON_DIR / "parkingsurfacique.geojson")}
-        doc["quality"]["filter_values"] = "warn"
-        (data / "territory.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-        # the generated territory names its data dir "."; --data-dir must win anyway
-        code = cli.main(["run", "--territory", str(data / "territory.yaml"), "--data-dir", str(data),
-                         "--home", str(home)])
-        yield home, data, code
+    assert demo_cli.main(["--communes", str(COMMUNES), "--mode", "files", "--name", "lyon6",
+                          "--out", str(data), "--home", str(home)]) == 0
+    # the real partner files, read where they are; the 5-feature public-spaces extract lacks most of
+    # the categories the filters use, so that check is a warning for this territory
+    doc = yaml.safe_load((data / "territory.yaml").read_text())
+    doc["sources"]["espaces_publics"] = {"kind": "file", "path": str(LYON_DIR / "espacepublic2025.geojson")}
+    doc["sources"]["parkings_surfaciques"] = {"kind": "file", "path": str(LYON_DIR / "parkingsurfacique.geojson")}
+    doc["quality"]["filter_values"] = "warn"
+    (data / "territory.yaml").write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    # the generated territory names its data dir "."; --data-dir must win anyway
+    code = cli.main(["run", "--territory", str(data / "territory.yaml"), "--data-dir", str(data),
+                     "--home", str(home)])
+    yield home, data, code
 
 
 def test_every_cell_inside_a_commune_has_a_class(lyon_home):
@@ -65,13 +65,11 @@ def test_every_cell_inside_a_commune_has_a_class(lyon_home):
 
 def test_report_on_a_real_commune(lyon_home, capsys):
     home, data, _ = lyon_home
-    with PlatformEnv(home, territory=str(data / "territory.yaml")):
-        assert cli.main(["report", "--commune", "69381", "--json", "--home", str(home)]) == 0
+    assert cli.main(["report", "--commune", "69381", "--json", "--home", str(home)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["commune"] == "69381"
     assert "Lyon" in report["name"] and report["classes"]
-    with PlatformEnv(home, territory=str(data / "territory.yaml")):
-        assert cli.main(["report", "--commune", "69381", "--home", str(home)]) == 0
+    assert cli.main(["report", "--commune", "69381", "--home", str(home)]) == 0
     text = capsys.readouterr().out
     assert "69381" in text
 
@@ -80,17 +78,16 @@ def test_real_partner_files_ingested(lyon_home):
     """The real public spaces (EPSG:3946) come out in EPSG:2154 with areas matching surfacecalc (0.5 %)."""
     import geopandas as gpd
 
-    from iarbre_assets.paths import Layout
-    from iarbre_assets.provenance.source_versions import SourceVersions
+    from iarbre_assets.store import Store
 
     home, _, _ = lyon_home
-    layout = Layout(home)
-    spaces = SourceVersions(layout, "espaces_publics").current()
+    store = Store(home)
+    spaces = store.versions("espaces_publics").current()
     assert spaces is not None and spaces.report["crs_in"].endswith("3946")
-    frame = gpd.read_parquet(spaces.data_path(layout))
+    frame = gpd.read_parquet(spaces.data_path(store))
     assert frame.crs.to_epsg() == 2154 and len(frame) == 5
     declared = frame["surfacecalc"].astype(float)
     assert ((frame.geometry.area - declared).abs() / declared < 0.005).all()
     assert spaces.quality["warnings"], "the missing filter categories must show as warnings"
-    parkings = SourceVersions(layout, "parkings_surfaciques").current()
+    parkings = store.versions("parkings_surfaciques").current()
     assert parkings is not None and parkings.rows == 6

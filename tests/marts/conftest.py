@@ -1,9 +1,11 @@
-"""A small hand-made warehouse (2 communes, 300 cells, 2 IRIS, 3 sources, 2 score runs) and its expected
-marts, computed by hand below rather than by the code under test."""
+"""A small hand-made warehouse (2 communes, 300 cells, 2 IRIS, 3 sources + 1 never delivered, 2 score runs,
+their weights, a class diff, the sources' freshness) and its expected marts, computed by hand below rather
+than by the code under test."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import datetime, timedelta, timezone
 
 import geopandas as gpd
@@ -11,7 +13,11 @@ import pandas as pd
 import pytest
 from shapely.geometry import box
 
+from iarbre_assets.catalog import load_catalog
 from iarbre_assets.warehouse import schema
+
+CATALOGUE = load_catalog()
+CONTRACT = schema.contract(CATALOGUE)
 
 NOW = datetime.now(timezone.utc).replace(tzinfo=None, microsecond=0)  # contract timestamps are UTC
 A, B = "69901", "69902"
@@ -59,6 +65,74 @@ EXPECTED = {
 }
 
 
+# The weights each score run used (iarbre.score_run_weights): R1 weighed the bus lines -2, R2 -1 (the catalogue
+# changed between the runs); everything else equal. batiments is the blocking factor (weight = blocked score).
+FACTOR_META = {"batiments": "batiments", "strate_basse_pelouse": "espaces_verts",
+               "reseau_gaz": "reseaux_infrastructures", "trace_bus": "infrastructure_transport",
+               "pistes_cyclables": "infrastructure_transport", "parcs_jardins_publics": "espaces_verts"}
+_BASE_WEIGHTS = {"batiments": -5.0, "strate_basse_pelouse": 3.0, "reseau_gaz": -3.0, "trace_bus": None,
+                 "pistes_cyclables": -1.0, "parcs_jardins_publics": 2.0}
+WEIGHTS = {R1: {**_BASE_WEIGHTS, "trace_bus": -2.0}, R2: {**_BASE_WEIGHTS, "trace_bus": -1.0}}
+
+# iarbre.score_diff. A: R1 -> R2, every cell scored both times; (from_class, to_class) -> cells, the "to" side
+# adding up to A's tiles (EXPECTED["commune"][A]["by_class"]), the "from" side to R1's 200 cells.
+DIFF_A = {(0, 0): 20, (2, 2): 25, (4, 2): 5, (4, 4): 40, (6, 6): 40, (8, 6): 10, (8, 8): 40, (10, 10): 15,
+          (8, 10): 5}
+# B: its first class materialisation (from_run NULL), every cell newly scored.
+DIFF_B = {6: 60, 8: 40}
+EXPECTED_DIFF_BY_CLASS = {  # commune -> class -> (cells before, cells after), worked out from DIFF_A / DIFF_B
+    A: {0: (20, 20), 2: (25, 30), 4: (45, 40), 6: (40, 50), 8: (55, 40), 10: (15, 20)},
+    B: {0: (0, 0), 2: (0, 0), 4: (0, 0), 6: (0, 60), 8: (0, 40), 10: (0, 0)},
+}
+
+# iarbre.source_freshness as the platform computed it (provenance/freshness.py), as of NOW. batiments_bdtopo is
+# late (content 200 days old, cadence 90) and its newer delivery was rejected; reseau_chaleur never delivered
+# anything readable (its fetch failed), so it has freshness but no version, hence no source_inventory row.
+FRESHNESS = {
+    "communes": {"partner": "metropole_lyon", "current_version": VERSIONS["communes"]["v1"],
+                 "content_changed_at": NOW - timedelta(days=10), "last_fetch_at": NOW - timedelta(days=1),
+                 "cadence": "P1Y", "cadence_days": 365, "age_days": 10, "status": "ok",
+                 "last_rejected_version": None, "last_rejected_at": None, "last_rejected_reason": None},
+    "ore_gaz": {"partner": "grdf", "current_version": VERSIONS["ore_gaz"]["v2"],
+                "content_changed_at": NOW - timedelta(days=5), "last_fetch_at": NOW - timedelta(days=5),
+                "cadence": "P3M", "cadence_days": 90, "age_days": 5, "status": "ok",
+                "last_rejected_version": None, "last_rejected_at": None, "last_rejected_reason": None},
+    "batiments_bdtopo": {"partner": "ign", "current_version": VERSIONS["batiments_bdtopo"]["v1"],
+                         "content_changed_at": NOW - timedelta(days=200), "last_fetch_at": NOW - timedelta(days=1),
+                         "cadence": "P3M", "cadence_days": 90, "age_days": 200, "status": "late",
+                         "last_rejected_version": VERSIONS["batiments_bdtopo"]["v2"],
+                         "last_rejected_at": NOW - timedelta(days=1),
+                         "last_rejected_reason": "refused by its checks: 2 failed"},
+    "reseau_chaleur": {"partner": "elm", "current_version": None, "content_changed_at": None,
+                       "last_fetch_at": NOW - timedelta(days=2), "cadence": "P1M", "cadence_days": 30,
+                       "age_days": None, "status": "never", "last_rejected_version": None,
+                       "last_rejected_at": NOW - timedelta(days=2), "last_rejected_reason": "fetch failed: HTTP 503"},
+}
+
+# What each (run, commune) ran with (iarbre.score_runs' provenance columns).
+RUN_DETAILS = {
+    (R1, A): {"mean_score": -0.7, "oldest_input": "ore_gaz", "oldest_days": 100},
+    (R1, B): {"mean_score": 0.4, "oldest_input": "ore_gaz", "oldest_days": 100},
+    (R2, A): {"mean_score": -0.65, "oldest_input": "batiments_bdtopo", "oldest_days": 200},
+}
+CLASS_BREAKS = "[[-4.0, 0], [-2.0, 2], [-0.5, 4], [0.5, 6], [2.0, 8]]"
+GIT_COMMIT = sha("commit")[:40]
+
+
+def prov_document(run_id: str, commune: str) -> str:
+    """A (small) W3C PROV-JSON document of one (run, commune), written by hand."""
+    run = f"iarbre:run.2F{run_id}.2Fscore.2F{commune}"
+    score = f"iarbre:score.2F{commune}.2F{run_id}"
+    return json.dumps({
+        "prefix": {"iarbre": "https://iarbre.example/ns#"},
+        "activity": {run: {"iarbre:run_id": run_id, "iarbre:commune": commune,
+                           "prov:type": {"$": "iarbre:ScoreRun", "type": "xsd:QName"}}},
+        "entity": {score: {"iarbre:run_id": run_id, "iarbre:commune": commune,
+                           "prov:type": {"$": "iarbre:PlantabilityScore", "type": "xsd:QName"}}},
+        "wasGeneratedBy": {"_:g1": {"prov:entity": score, "prov:activity": run}},
+    }, sort_keys=True)
+
+
 def _tiles() -> pd.DataFrame:
     rows = []
     cell_id = 0
@@ -76,7 +150,7 @@ def _tiles() -> pd.DataFrame:
             "top1_pct": 100 if blocked else 40,
             "run_id": run_id,
         }
-        for name in schema.meta_columns():
+        for name in schema.meta_columns(CATALOGUE):
             rec[name] = 0
         rec["meta_batiments"] = 100 if blocked else 0
         rec["meta_reseaux_infrastructures"] = 0 if blocked else 40
@@ -159,9 +233,15 @@ def _factor_stats() -> pd.DataFrame:
 
 def _score_runs() -> pd.DataFrame:
     def r(run_id, commune, days_ago, cells):
+        details = RUN_DETAILS[(run_id, commune)]
         return {"run_id": run_id, "commune": commune, "materialised_at": NOW - timedelta(days=days_ago),
                 "code_version": "code-1", "catalogue_version": "2026.1", "catalogue_sha256": sha("catalogue"),
-                "territory": "test", "cells": cells}
+                "territory": "test", "cells": cells, "package_version": "0.4.0", "git_commit": GIT_COMMIT,
+                "blocked_score": -5.0, "class_breaks": CLASS_BREAKS,
+                "grid": json.dumps({"crs": "EPSG:2154", "cell_size_m": 5, "subpixel_m": 1}),
+                "mean_score": details["mean_score"], "oldest_input": details["oldest_input"],
+                "oldest_input_changed_at": NOW - timedelta(days=details["oldest_days"]),
+                "record_sha256": sha(f"record {run_id} {commune}"), "provenance": prov_document(run_id, commune)}
 
     return pd.DataFrame([r(R1, A, 3, 200), r(R1, B, 3, 100), r(R2, A, 1, 200)])
 
@@ -180,48 +260,100 @@ def _score_run_inputs() -> pd.DataFrame:
     ])
 
 
+def _score_run_weights() -> pd.DataFrame:
+    def w(run_id, commune, factor):
+        weight = WEIGHTS[run_id][factor]
+        return {"run_id": run_id, "commune": commune, "factor": factor, "weight": weight,
+                "blocking": factor == "batiments", "meta": FACTOR_META[factor]}
+
+    return pd.DataFrame([w(run_id, commune, factor) for run_id, commune in ((R1, A), (R1, B), (R2, A))
+                         for factor in FACTOR_META])
+
+
+def _score_diff() -> pd.DataFrame:
+    return pd.DataFrame(
+        [{"commune": A, "from_run": R1, "to_run": R2, "from_class": f, "to_class": t, "cells": n}
+         for (f, t), n in DIFF_A.items()]
+        + [{"commune": B, "from_run": None, "to_run": R1, "from_class": None, "to_class": t, "cells": n}
+           for t, n in DIFF_B.items()],
+        columns=["commune", "from_run", "to_run", "from_class", "to_class", "cells"],
+    ).astype({"from_class": "Int64", "to_class": "Int64"})
+
+
+def _source_freshness() -> pd.DataFrame:
+    frame = pd.DataFrame([{"source": source, "as_of": NOW, **row} for source, row in FRESHNESS.items()])
+    for column in ("content_changed_at", "last_fetch_at", "last_rejected_at", "as_of"):
+        frame[column] = pd.to_datetime(frame[column])
+    return frame.astype({"age_days": "Int64"})
+
+
 def fill_small_warehouse(con) -> None:
     """Write the hand-made rows through the contract helpers, as the Python assets will."""
-    schema.ensure_schema(con)
+    schema.ensure_schema(con, CONTRACT)
+    t = CONTRACT.table
     tiles = _tiles()
     for commune in (A, B):
-        schema.replace_partitions(con, "tiles", tiles[tiles.commune == commune], "commune", [commune])
-    schema.replace_table(con, "communes", _communes())
-    schema.replace_table(con, "iris", _iris())
-    schema.replace_table(con, "source_versions", _source_versions())
+        schema.replace_partitions(con, t("tiles"), tiles[tiles.commune == commune], "commune", [commune])
+    schema.replace_table(con, t("communes"), _communes())
+    schema.replace_table(con, t("iris"), _iris())
+    schema.replace_table(con, t("source_versions"), _source_versions())
+    schema.replace_table(con, t("source_freshness"), _source_freshness())
     stats = _factor_stats()
-    schema.replace_partitions(con, "factor_stats", stats, "commune", [A, B])
-    schema.upsert_rows(con, "score_runs", _score_runs())
-    schema.upsert_rows(con, "score_run_inputs", _score_run_inputs())
+    schema.replace_partitions(con, t("factor_stats"), stats, "commune", [A, B])
+    schema.upsert_rows(con, t("score_runs"), _score_runs())
+    schema.upsert_rows(con, t("score_run_inputs"), _score_run_inputs())
+    schema.upsert_rows(con, t("score_run_weights"), _score_run_weights())
+    schema.replace_partitions(con, t("score_diff"), _score_diff(), "commune", [A, B])
+
+
+def dbt_assets():
+    """The dbt assets definition (the manifest prepared first, as `iarbre dbt-prepare` does)."""
+    from iarbre_assets.assets.marts import build_dbt_assets
+    from iarbre_assets.warehouse.dbt import prepare_manifest
+
+    prepare_manifest()
+    return build_dbt_assets()
+
+
+def dbt_resources(home) -> dict:
+    """The resources the dbt assets run with on `home` (its warehouse reaches dbt as the warehouse_path var)."""
+    from iarbre_assets.resources import TerritoryResource, build_resources
+
+    return build_resources(TerritoryResource(home=str(home), territory="demo"))
+
+
+def build_marts(home, selection=None):
+    """`dbt build` through Dagster on `home`'s warehouse (every model, or `selection`): the run's result."""
+    import dagster as dg
+
+    return dg.materialize(
+        [dbt_assets()],
+        selection=selection,
+        resources=dbt_resources(home),
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def write_small_warehouse(home) -> None:
+    from iarbre_assets.warehouse.duck import connect
+
+    con = connect(home / "warehouse.duckdb")
+    try:
+        fill_small_warehouse(con)
+    finally:
+        con.close()
 
 
 @pytest.fixture(scope="module")
 def warehouse_home(tmp_path_factory):
-    """An IARBRE_HOME for the module with the small warehouse written (no marts yet)."""
-    from iarbre_assets.warehouse.duck import connect
-
+    """A home for the module with the small warehouse written (no marts yet)."""
     home = tmp_path_factory.mktemp("iarbre_home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("IARBRE_HOME", str(home))
-        con = connect()
-        try:
-            fill_small_warehouse(con)
-        finally:
-            con.close()
-        yield home
+    write_small_warehouse(home)
+    return home
 
 
 @pytest.fixture(scope="module")
 def built(warehouse_home):
     """`dbt build` of every model through Dagster on the small warehouse; yields (result, home)."""
-    import dagster as dg
-
-    from iarbre_assets.assets.marts import dbt_resource, iarbre_dbt_assets
-
-    result = dg.materialize(
-        [iarbre_dbt_assets],
-        resources={"dbt": dbt_resource()},
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-    )
-    return result, warehouse_home
+    return build_marts(warehouse_home), warehouse_home

@@ -3,12 +3,20 @@ and a broken input stopped by a blocking check."""
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+from datetime import timedelta
+
 import dagster as dg
 import pytest
 
 from iarbre_assets.warehouse.duck import connect
+from iarbre_assets.warehouse.dbt import DBT_PROJECT_DIR
 
-from .conftest import A, B, EXPECTED, R1, R2, VERSIONS
+from .conftest import (A, B, CLASS_BREAKS, CONTRACT, DIFF_A, DIFF_B, EXPECTED, EXPECTED_DIFF_BY_CLASS, FACTOR_META,
+                       FRESHNESS, GIT_COMMIT, NOW, R1, R2, RUN_DETAILS, VERSIONS, build_marts, dbt_assets,
+                       prov_document, sha)
 
 CLASSES = [0, 2, 4, 6, 8, 10]
 # Severity-warn tests the data is built to trip (stale source, rejected newer version); nothing else may fail.
@@ -36,7 +44,7 @@ def test_build_succeeds_and_every_error_check_passes(built):
     materialised = {e.asset_key for e in result.get_asset_materialization_events()}
     assert {dg.AssetKey(["marts", m]) for m in
             ("commune_plantability", "iris_plantability", "factor_contribution", "source_inventory",
-             "run_provenance")} <= materialised
+             "run_provenance", "run_weights", "score_diff", "score_diff_by_class")} <= materialised
 
 
 def test_commune_plantability_numbers(built):
@@ -165,7 +173,7 @@ def test_report_before_marts_exist(tmp_path):
     with pytest.raises(MartsNotBuiltError, match="run `iarbre run` first"):
         commune_report(A, warehouse=tmp_path / "absent.duckdb")
     con = connect(tmp_path / "w.duckdb")
-    ensure_schema(con)  # contract tables but no marts
+    ensure_schema(con, CONTRACT)  # contract tables but no marts
     con.close()
     with pytest.raises(MartsNotBuiltError, match=r"marts\.commune_plantability.*run `iarbre run` first"):
         commune_report(A, warehouse=tmp_path / "w.duckdb")
@@ -174,27 +182,20 @@ def test_report_before_marts_exist(tmp_path):
 def test_bad_class_blocks_the_mart(built):
     """A tile with class 5 fails the blocking accepted_values check on stg_tiles; commune_plantability
     is not rebuilt, so the published numbers stay the last good ones."""
-    from iarbre_assets.assets.marts import dbt_resource, iarbre_dbt_assets
-
     _, home = built
     con = connect(home / "warehouse.duckdb")
     con.execute("INSERT INTO iarbre.tiles SELECT * REPLACE (999999 AS cell_id, 5 AS class) "
                 "FROM iarbre.tiles WHERE commune = ? LIMIT 1", [A])
     con.close()
     try:
-        result = dg.materialize(
-            [iarbre_dbt_assets],
-            selection=[dg.AssetKey(["staging", "stg_tiles"]), dg.AssetKey(["marts", "commune_plantability"])],
-            resources={"dbt": dbt_resource()},
-            instance=dg.DagsterInstance.ephemeral(),
-            raise_on_error=False,
-        )
+        result = build_marts(
+            home, selection=[dg.AssetKey(["staging", "stg_tiles"]), dg.AssetKey(["marts", "commune_plantability"])])
         assert not result.success
         evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
         bad = evaluations["stg_tiles_class_is_a_published_class"]
         assert not bad.passed and bad.severity == dg.AssetCheckSeverity.ERROR
         assert bad.asset_key == dg.AssetKey(["staging", "stg_tiles"])
-        spec = next(s for s in iarbre_dbt_assets.check_specs if s.name == "stg_tiles_class_is_a_published_class")
+        spec = next(s for s in dbt_assets().check_specs if s.name == "stg_tiles_class_is_a_published_class")
         assert spec.blocking
         materialised = {e.asset_key for e in result.get_asset_materialization_events()}
         assert dg.AssetKey(["marts", "commune_plantability"]) not in materialised

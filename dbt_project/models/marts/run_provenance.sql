@@ -1,10 +1,8 @@
--- Each score materialisation of a commune with the source versions it read, one row per input source
--- (what was used: partner, origin, raw and normalised SHA-256, when that version was fetched/accepted).
+-- Each score materialisation of a commune with what it ran with (code, package and catalogue versions, git
+-- commit, thresholds, grid, oldest input, record hash, W3C PROV-JSON document) and the source versions it
+-- read, one row per input source (partner, origin, raw and normalised SHA-256, when fetched/accepted).
 with runs as (
-    select
-        *,
-        row_number() over (partition by commune order by materialised_at desc, run_id) = 1 as is_latest_run
-    from {{ ref('stg_score_runs') }}
+    {{ ranked_score_runs() }}
 )
 select
     r.run_id,
@@ -12,10 +10,20 @@ select
     r.materialised_at,
     r.is_latest_run,
     r.code_version,
+    r.package_version,
+    r.git_commit,
     r.catalogue_version,
     r.catalogue_sha256,
     r.territory,
     r.cells,
+    r.mean_score,
+    r.blocked_score,
+    r.class_breaks,
+    r.grid,
+    r.oldest_input,
+    r.oldest_input_changed_at,
+    r.record_sha256,
+    r.provenance,
     i.source,
     coalesce(v.source_label, i.source) as source_label,
     i.partner,

@@ -1,5 +1,8 @@
 -- One row per source: the version in use (is_current), or the latest seen when none was ever accepted,
--- with its age against the partner's publication cadence. Timestamps are UTC (contract convention).
+-- with its freshness. Freshness (age_days, status ok / late / never, content changed at, last fetch, last
+-- rejected delivery) is the ONE definition computed by the platform (iarbre.source_freshness, written
+-- with the versions by the source_inventory asset from iarbre_assets/provenance/freshness.py) as of
+-- freshness_as_of: taken as is, never recomputed against the clock here. Timestamps are naive UTC.
 with ranked as (
     select
         *,
@@ -38,16 +41,24 @@ select
     r.checks_failed,
     r.cadence,
     r.cadence_days,
-    date_diff('day', r.fetched_at, (now() at time zone 'UTC'))::integer as age_days,
-    coalesce(date_diff('day', r.fetched_at, (now() at time zone 'UTC')) > r.cadence_days, false) as is_stale,
+    f.age_days,
+    (f.status = 'late') as is_stale,
+    f.status as freshness_status,
+    f.content_changed_at,
+    f.last_fetch_at,
+    f.last_rejected_version,
+    f.last_rejected_version_short,
+    f.last_rejected_at,
+    f.last_rejected_reason,
+    f.as_of as freshness_as_of,
     r.versions_seen::integer as versions_seen,
     l.latest_version,
     l.latest_version_short,
     l.latest_check_status,
     l.latest_fetched_at,
-    (l.latest_version <> r.version) as newer_version_not_in_use,
-    (now() at time zone 'UTC') as inventory_built_at
+    (l.latest_version <> r.version) as newer_version_not_in_use
 from ranked as r
 join latest as l using (source)
+left join {{ ref('stg_source_freshness') }} as f using (source)
 where r.pick = 1
 order by r.source

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dagster as dg
 
 
-def _graph(demo_run):
-    return demo_run.defs.resolve_asset_graph()
+def _graph(demo_graph):
+    return demo_graph.resolve()
 
 
 def _ancestors(graph, key: dg.AssetKey) -> set[dg.AssetKey]:
@@ -19,24 +19,24 @@ def _ancestors(graph, key: dg.AssetKey) -> set[dg.AssetKey]:
     return seen
 
 
-def test_no_orphan_asset(demo_run):
-    graph = _graph(demo_run)
+def test_no_orphan_asset(demo_graph):
+    graph = _graph(demo_graph)
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.parent_keys or node.child_keys, f"{key.to_user_string()} is not connected"
 
 
-def test_gas_footprint_parents(demo_run):
-    parents = _graph(demo_run).get(dg.AssetKey(["footprint", "reseau_gaz"])).parent_keys
+def test_gas_footprint_parents(demo_graph):
+    parents = _graph(demo_graph).get(dg.AssetKey(["footprint", "reseau_gaz"])).parent_keys
     assert dg.AssetKey(["source_by_commune", "ore_gaz"]) in parents
     assert dg.AssetKey(["source", "ore_gaz"]) in parents
 
 
-def test_commune_mart_reaches_every_partner_raw_source(demo_run):
-    graph = _graph(demo_run)
+def test_commune_mart_reaches_every_partner_raw_source(demo_graph):
+    graph = _graph(demo_graph)
     mart = next(k for k in graph.get_all_asset_keys() if k.path[-1] == "commune_plantability")
     ancestors = _ancestors(graph, mart)
-    for slug in demo_run.platform.sources:
+    for slug in demo_graph.platform.sources:
         assert dg.AssetKey(["raw", slug]) in ancestors, slug
     # the GRDF chain, step by step
     chain = [["raw", "ore_gaz"], ["source", "ore_gaz"], ["source_by_commune", "ore_gaz"], ["footprint", "reseau_gaz"],
@@ -46,10 +46,10 @@ def test_commune_mart_reaches_every_partner_raw_source(demo_run):
     assert dg.AssetKey(["tiles"]) in ancestors
 
 
-def test_dbt_sources_are_python_assets(demo_run):
+def test_dbt_sources_are_python_assets(demo_graph):
     from iarbre_assets.warehouse.schema import contract_asset_keys
 
-    graph = _graph(demo_run)
+    graph = _graph(demo_graph)
     materialisable = {k for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
     for table, key in contract_asset_keys().items():
         assert dg.AssetKey(list(key)) in materialisable, table
@@ -60,8 +60,8 @@ def test_dbt_sources_are_python_assets(demo_run):
             assert graph.get(parent).is_materializable, f"{model.to_user_string()} <- {parent.to_user_string()}"
 
 
-def test_groups_owners_and_checks(demo_run):
-    graph = _graph(demo_run)
+def test_groups_owners_and_checks(demo_graph):
+    graph = _graph(demo_graph)
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert {"sources", "constraints", "score", "marts", "exports"} <= groups
     raw = graph.get(dg.AssetKey(["raw", "ore_gaz"]))
