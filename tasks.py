@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set-up and entry points for a fresh machine that has only Python 3.11 and pip.
 
-    python3 tasks.py demo    # create .venv, install the pinned stack, run the whole platform on the demo territory
+    python3 tasks.py demo    # create .venv, install the pinned stack, generate the demo territory, run the platform on it
     python3 tasks.py test    # create .venv, install, prepare the dbt manifest, run the test suite
 
 Only the standard library is used here, because nothing else is installed yet.
@@ -73,6 +73,7 @@ def main(argv: list[str]) -> int:
     ensure_environment()
     prepare_dbt()
     if argv[1] == "demo":
+        _run([BIN / "iarbre-demo", "--if-missing"], cwd=ROOT)  # the demo territory's files, once
         _run([BIN / "iarbre", "run", "--territory", "demo", *argv[2:]], cwd=ROOT)
     else:
         ensure_chromium()

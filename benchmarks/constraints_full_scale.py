@@ -1,13 +1,13 @@
 """Time the constraints step (footprint + coverage of every factor, every commune) as the platform runs it.
 
-    IARBRE_HOME=/tmp/full1 .venv/bin/python benchmarks/constraints_full_scale.py \\
+    .venv/bin/python benchmarks/constraints_full_scale.py --home /tmp/full1 \\
         --territory /tmp/full1/data/full/territory.yaml [--factors a,b] [--communes 99101,99102] \\
         [--out DIR] [--workers N] [--compare DIR]
 
 The tasks are built as assets/constraints.py builds them (one ConstraintTask per factor and commune,
 grouped by factor in catalogue order, the biggest commune windows first within a factor) and run through
 compute.pool.map_tasks with the same arguments. The sources must already be ingested (accepted versions
-under IARBRE_HOME); nothing under IARBRE_HOME is written: the outputs go to --out (default: a temporary
+under the home); nothing in the home is written: the outputs go to --out (default: a temporary
 directory, deleted at the end).
 
 Printed: per factor, the CPU seconds its tasks spent in the workers (footprint + coverage); then the wall
@@ -103,9 +103,9 @@ def build_tasks(platform, out_root: Path, factors: list | None, communes: list |
         ConstraintTask,
         CoverageTask,
         FootprintTask,
-        footprint_paths,
         union_method_for,
     )
+    from iarbre_assets.store import Store
 
     factor_rank = {f.slug: i for i, f in enumerate(platform.factors)}
     layer = communes_layer(platform)
@@ -115,19 +115,18 @@ def build_tasks(platform, out_root: Path, factors: list | None, communes: list |
     for factor in platform.factors:
         if factors and factor.slug not in factors:
             continue
-        out_dir = str(out_root / factor.slug)
+        out = Store(out_root)
         inputs = accepted_inputs(platform, factor.sources)
         union_method = union_method_for(factor, platform.sources[factor.source].geometry)
         for code in codes:
             window = platform.windows[code]
-            fp = FootprintTask(factor=factor, commune=code, window=window, sources=inputs, out_dir=out_dir,
+            fp = FootprintTask(factor=factor, commune=code, window=window, sources=inputs, store=out,
                                union_method=union_method, code_version=factor_code_version(factor),
                                communes=layer if extent == "commune" else None)
             cov = None
             if not factor.display_only:
-                cov = CoverageTask(factor=factor.slug, commune=code, window=window,
-                                   footprint_path=str(footprint_paths(out_dir, code)[0]), communes=layer,
-                                   out_dir=out_dir, subpixel_m=grid.subpixel_m)
+                cov = CoverageTask(factor=factor.slug, commune=code, window=window, communes=layer, store=out,
+                                   subpixel_m=grid.subpixel_m)
             tasks.append(ConstraintTask(footprint=fp, coverage=cov))
     tasks.sort(key=lambda t: -t.size)
     tasks.sort(key=lambda t: factor_rank[t.factor_slug])
@@ -137,13 +136,14 @@ def build_tasks(platform, out_root: Path, factors: list | None, communes: list |
 def compare_outputs(out_root: Path, reference: Path, slugs: list[str]) -> int:
     import numpy as np
 
-    from iarbre_assets.geo.raster_io import read_geotiff
+    from iarbre_assets.store import Store
+    from iarbre_assets.store.rasters import read_geotiff
 
     total = 0
     for slug in slugs:
         differing = files = missing = 0
-        for path in sorted((out_root / slug).glob("*.tif")):
-            other = reference / slug / path.name
+        for path in sorted(Store(out_root).factor_dir(slug).glob("*.tif")):
+            other = Store(reference).factor_dir(slug) / path.name
             if not other.exists():
                 missing += 1
                 continue
@@ -161,12 +161,12 @@ def compare_outputs(out_root: Path, reference: Path, slugs: list[str]) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--territory", required=True, help="territory YAML file (sets IARBRE_TERRITORY)")
-    parser.add_argument("--home", default=os.environ.get("IARBRE_HOME"), help="IARBRE_HOME (default: env)")
+    parser.add_argument("--territory", required=True, help="territory YAML file")
+    parser.add_argument("--home", default=os.environ.get("IARBRE_HOME"), help="the home (default: $IARBRE_HOME)")
     parser.add_argument("--factors", help="comma-separated factor slugs (default: all)")
     parser.add_argument("--communes", help="comma-separated commune codes (default: all)")
     parser.add_argument("--out", help="output directory (default: a temporary directory, deleted)")
-    parser.add_argument("--workers", type=int, help="pool size (sets IARBRE_WORKERS; default: CPU count)")
+    parser.add_argument("--workers", type=int, default=0, help="pool size (default: CPU count)")
     parser.add_argument("--compare", help="directory of an earlier run's outputs to compare coverages with")
     parser.add_argument("--extent", choices=("commune", "window"), default="commune",
                         help="features used by a commune's footprint: those reaching into the commune "
@@ -174,16 +174,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.home:
         parser.error("set IARBRE_HOME or pass --home")
-    os.environ["IARBRE_HOME"] = args.home
-    os.environ["IARBRE_TERRITORY"] = args.territory
-    if args.workers:
-        os.environ["IARBRE_WORKERS"] = str(args.workers)
-
     from iarbre_assets.compute import pool
     from iarbre_assets.platform import Platform
 
     started = time.perf_counter()
-    platform = Platform.from_env()
+    pool.configure(args.workers)
+    platform = Platform.load(args.home, args.territory)
     factors = args.factors.split(",") if args.factors else None
     communes = args.communes.split(",") if args.communes else None
     out_root = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="iarbre-constraints-"))

@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -42,8 +41,6 @@ def main() -> int:
     home = Path(args.home).resolve()
     data = home / "data" / "full"
     territory = data / "territory.yaml"
-    os.environ.update(IARBRE_HOME=str(home), IARBRE_TERRITORY=str(territory), DAGSTER_HOME=str(home / "dagster"))
-    os.environ.pop("IARBRE_DATA_DIR", None)
     results: dict = {}
 
     from iarbre_assets.cli import write_instance_config
@@ -59,18 +56,25 @@ def main() -> int:
     import dagster as dg
 
     from iarbre_assets.definitions import build_definitions
-    from iarbre_assets.provenance.source_versions import SourceVersions
-    from iarbre_assets.runner import materialise_all
+    from iarbre_assets.progress import ProgressView
+    from iarbre_assets.resources import TerritoryResource
+    from iarbre_assets.runner import materialise
 
-    defs, platform = build_definitions(return_platform=True)
-    instance = dg.DagsterInstance.get()
+    resource = TerritoryResource(home=str(home), territory=str(territory))
+    resource.remember()
+    defs, platform = build_definitions(resource), resource.platform
+    instance = dg.DagsterInstance.from_config(str(resource.store.dagster_home))
+    view = ProgressView()
+
+    def materialise_all(select):
+        return materialise(defs, resource, instance, select=select, view=view)
     cells = int(round(platform.communes.area.sum() / platform.territory.grid.cell_size_m ** 2))
     print(f"{len(platform.commune_codes)} communes, {platform.communes.area.sum() / 1e6:.1f} km², "
           f"{cells / 1e6:.2f} M cells, {len(platform.scored_factors)} scored factors")
 
-    if any(SourceVersions(platform.layout, s).current() is None for s in platform.sources):
+    if any(platform.store.versions(s).current() is None for s in platform.sources):
         with measured("ingest every source (outside the target)", results):
-            outcome = materialise_all(select="group:sources", defs=defs, platform=platform, instance=instance)
+            outcome = materialise_all("group:sources")
         assert outcome.success, outcome.failures + outcome.failed_checks
 
     graph = defs.resolve_asset_graph()
@@ -78,7 +82,7 @@ def main() -> int:
     selection += [dg.AssetKey(k) for k in TARGET_KEYS]
     label = "normalised sources -> footprints, coverages, score, classes, COGs"
     with measured(label, results):
-        outcome = materialise_all(select=selection, defs=defs, platform=platform, instance=instance)
+        outcome = materialise_all(selection)
     assert outcome.success, outcome.failures + outcome.failed_checks
     ours = results[label]["wall_s"]
     results[label]["cells_per_s"] = f"{cells / ours:,.0f}"
@@ -87,10 +91,10 @@ def main() -> int:
     if args.downstream:
         downstream = [dg.AssetKey(["tiles"]), dg.AssetKey(["class_polygons_gpkg"]), dg.AssetKey(["tiles_geoparquet"])]
         with measured("tiles, GeoPackage, tiles GeoParquet (outside the target)", results):
-            outcome = materialise_all(select=downstream, defs=defs, platform=platform, instance=instance)
+            outcome = materialise_all(downstream)
         assert outcome.success, outcome.failures
         with measured("dbt marts (outside the target)", results):
-            outcome = materialise_all(select="group:marts", defs=defs, platform=platform, instance=instance)
+            outcome = materialise_all("group:marts")
         assert outcome.success, outcome.failures
 
     print()
@@ -105,7 +109,6 @@ def baseline(platform, factors_arg: str, ours: float) -> None:
     import pandas as pd
 
     from iarbre_assets.geo.footprint import factor_footprint
-    from iarbre_assets.provenance.source_versions import SourceVersions
     from reference_method import reference_coverage, reference_score
 
     scored = platform.scored_factors
@@ -120,8 +123,8 @@ def baseline(platform, factors_arg: str, ours: float) -> None:
             frames = []
             for slug in factor.sources:
                 if slug not in sources:
-                    current = SourceVersions(platform.layout, slug).current()
-                    sources[slug] = gpd.read_parquet(current.data_path(platform.layout))
+                    current = platform.store.versions(slug).current()
+                    sources[slug] = gpd.read_parquet(current.data_path(platform.store))
                 frames.append(sources[slug])
             frame = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=frames[0].crs)
             start = time.perf_counter()

@@ -81,13 +81,20 @@ def territory_resource(args: argparse.Namespace, *, remember: bool = False):
 def write_instance_config(dagster_home: Path) -> None:
     """A Dagster instance for the platform: no telemetry, one writer at a time on the DuckDB warehouse, one
     consolidated SQLite event log with a pooled engine (instance_storage.py), and run monitoring so a killed
-    run is marked failed. Rewritten whenever it names another place, so a copied home points only at itself."""
+    run is marked failed; sensors in threads and a queue read every second, for a drop's latency.
+    Rewritten whenever it names another place, so a copied home points only at itself."""
     dagster_home.mkdir(parents=True, exist_ok=True)
     config = dagster_home / "dagster.yaml"
     text = (
         "telemetry:\n  enabled: false\n"
         "concurrency:\n  pools:\n    granularity: op\n    default_limit: 1\n  runs:\n    max_concurrent_runs: 2\n"
         "run_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  poll_interval_seconds: 10\n"
+        # a drop waits on two sensor ticks and two dequeues: threads keep a slow sensor (the automation's
+        # evaluation) from holding up the inbox and refresh sensors, and the queue is read every second
+        "sensors:\n  use_threads: true\n  num_workers: 4\n"
+        "auto_materialize:\n  use_threads: true\n  num_workers: 2\n"
+        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
+        "  config:\n    dequeue_interval_seconds: 1\n"
         "event_log_storage:\n  module: iarbre_assets.instance_storage\n"
         "  class: PooledSqliteEventLogStorage\n"
         f"  config:\n    base_dir: {dagster_home / 'history'}\n"

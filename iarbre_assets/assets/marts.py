@@ -15,7 +15,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from ..automation.conditions import MART_AUTOMATION
 from ..resources import TerritoryResource, WarehouseResource
-from ..warehouse.dbt import dbt_project, dbt_vars, run_target_path
+from ..warehouse.dbt import dbt_project, dbt_vars, manifest_is_current, run_target_path
 from ..warehouse.schema import contract, ensure_schema
 from .keys import GROUP_MARTS, STEWARDS, WAREHOUSE_POOL
 
@@ -51,6 +51,9 @@ def build_dbt_assets() -> dg.AssetsDefinition:
     if not dbt_project.manifest_path.exists():
         raise ManifestMissingError(f"{dbt_project.manifest_path} does not exist: run `iarbre dbt-prepare` "
                                    "(the README's commands do) before loading the definitions")
+    if not manifest_is_current():
+        raise ManifestMissingError(f"{dbt_project.manifest_path} was built from other dbt files than those in "
+                                   f"{dbt_project.project_dir}: run `iarbre dbt-prepare`")
 
     @dbt_assets(manifest=dbt_project.manifest_path, project=dbt_project, dagster_dbt_translator=TRANSLATOR,
                 pool=WAREHOUSE_POOL, name="iarbre_dbt_assets")

@@ -83,6 +83,12 @@ def project_fingerprint() -> str:
     return digest.hexdigest()
 
 
+def manifest_is_current() -> bool:
+    """Whether dbt_project/target/manifest.json was parsed from exactly the project files there now."""
+    stamp = DBT_PROJECT_DIR / dbt_project.target_path / _FINGERPRINT_NAME
+    return dbt_project.manifest_path.exists() and stamp.exists() and stamp.read_text() == project_fingerprint()
+
+
 def prepare_manifest(force: bool = False) -> Path:
     """Run `dbt parse` if the manifest is missing or stale; return the manifest path.
 

@@ -12,7 +12,8 @@ import pytest
 from iarbre_assets import cli
 
 REPO = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ["demo", "run", "ui", "catalogue", "validate", "report", "explain", "dbt-prepare"]
+SUBCOMMANDS = ["run", "refresh", "ui", "freshness", "inbox", "report", "explain", "diff", "label", "provenance",
+               "catalogue", "validate", "dbt-prepare"]
 
 
 @pytest.mark.parametrize("command", [None, *SUBCOMMANDS])
@@ -33,9 +34,14 @@ def test_validate_reports_the_file_and_field(tmp_path, capsys):
     assert str(bad) in err and "grid" in err
 
 
-def test_definitions_load_with_dagster(tmp_path):
-    """`dagster definitions validate` loads the code location of workspace.yaml on a fresh data directory."""
-    env = dict(os.environ, IARBRE_HOME=str(tmp_path / "home"), DAGSTER_HOME=str(tmp_path / "dagster"),
+def test_definitions_load_with_dagster_and_write_nothing(tmp_path):
+    """`dagster definitions validate` loads the code location of workspace.yaml; loading writes nothing."""
+    from iarbre_demo import cli as demo_cli
+
+    home = tmp_path / "home"
+    assert demo_cli.main(["--home", str(home)]) == 0
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    env = dict(os.environ, IARBRE_HOME=str(home), DAGSTER_HOME=str(tmp_path / "dagster"),
                IARBRE_TERRITORY="demo")
     env.pop("IARBRE_DATA_DIR", None)
     (tmp_path / "dagster").mkdir()
@@ -44,3 +50,9 @@ def test_definitions_load_with_dagster(tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Validation successful for code location iarbre" in result.stdout + result.stderr
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+
+
+def test_a_fresh_home_without_the_demo_says_how_to_make_it(tmp_path, capsys):
+    assert cli.main(["run", "--home", str(tmp_path / "empty")]) == 2
+    assert "iarbre-demo" in capsys.readouterr().err

@@ -205,3 +205,239 @@ def test_bad_class_blocks_the_mart(built):
         con = connect(home / "warehouse.duckdb")
         con.execute("DELETE FROM iarbre.tiles WHERE cell_id = 999999")
         con.close()
+
+
+# -- provenance, weights, diff and freshness marts --------------------------------------------------------------
+
+def test_run_provenance_records_what_each_run_ran_with(built):
+    _, home = built
+    got = rows(home, "SELECT * FROM marts.run_provenance ORDER BY run_id, commune, source")
+    assert len(got) == 7  # still one row per (run, commune, input source)
+    per_run = {}
+    for r in got:
+        per_run.setdefault((r["run_id"], r["commune"]), []).append(r)
+    assert set(per_run) == {(R1, A), (R1, B), (R2, A)}
+    oldest_days = {(R1, A): 100, (R1, B): 100, (R2, A): 200}  # ore_gaz v1 was delivered 100 days ago, bati v1 200
+    for (run_id, commune), run_rows in per_run.items():
+        for r in run_rows:  # the run's columns, repeated on each of its input rows
+            assert r["package_version"] == "0.4.0" and r["git_commit"] == GIT_COMMIT
+            assert r["blocked_score"] == -5.0
+            assert r["class_breaks"] == CLASS_BREAKS
+            assert json.loads(r["class_breaks"]) == [[-4.0, 0], [-2.0, 2], [-0.5, 4], [0.5, 6], [2.0, 8]]
+            assert r["oldest_input"] == RUN_DETAILS[(run_id, commune)]["oldest_input"]
+            assert r["oldest_input_changed_at"] == NOW - timedelta(days=oldest_days[(run_id, commune)])
+            assert r["record_sha256"] == sha(f"record {run_id} {commune}")
+            assert r["provenance"] == prov_document(run_id, commune)
+            prov = json.loads(r["provenance"])
+            assert prov["activity"][f"iarbre:run.2F{run_id}.2Fscore.2F{commune}"]["iarbre:run_id"] == run_id
+    assert per_run[(R2, A)][0]["oldest_input"] == "batiments_bdtopo"
+    assert {r["source"] for r in per_run[(R2, A)]} >= {"batiments_bdtopo"}  # the oldest input is one of its inputs
+
+
+def test_run_weights_say_which_weights_each_run_used(built):
+    _, home = built
+    got = rows(home, "SELECT * FROM marts.run_weights ORDER BY run_id, commune, factor")
+    assert len(got) == 18  # 6 factors x 3 (run, commune)
+    used = {}
+    for r in got:
+        used.setdefault((r["run_id"], r["commune"]), {})[r["factor"]] = r["weight"]
+    # hand values: the bus lines weighed -2 in run one and -1 in run two; the rest did not move
+    assert used[(R1, A)] == used[(R1, B)] == {"batiments": -5.0, "strate_basse_pelouse": 3.0, "reseau_gaz": -3.0,
+                                               "trace_bus": -2.0, "pistes_cyclables": -1.0,
+                                               "parcs_jardins_publics": 2.0}
+    assert used[(R2, A)] == {**used[(R1, A)], "trace_bus": -1.0}
+    # "which weights did run X use" is one query
+    assert rows(home, "SELECT weight FROM marts.run_weights WHERE run_id = ? AND commune = ? AND factor = ?",
+                [R1, A, "trace_bus"]) == [{"weight": -2.0}]
+    for r in got:
+        assert r["blocking"] == (r["factor"] == "batiments")
+        assert r["meta"] == FACTOR_META[r["factor"]]
+        assert r["materialised_at"] == NOW - timedelta(days=3 if r["run_id"] == R1 else 1)
+        assert r["is_latest_run"] == ((r["run_id"], r["commune"]) in {(R2, A), (R1, B)})
+        assert r["previous_run_id"] == (R1 if (r["run_id"], r["commune"]) == (R2, A) else None)
+    changed = {(r["run_id"], r["commune"], r["factor"]) for r in got if r["weight_changed"]}
+    assert changed == {(R2, A, "trace_bus")}
+    bus = next(r for r in got if (r["run_id"], r["commune"], r["factor"]) == (R2, A, "trace_bus"))
+    assert bus["previous_weight"] == -2.0
+
+
+def test_score_diff_rows(built):
+    _, home = built
+    got = rows(home, "SELECT * FROM marts.score_diff ORDER BY commune, from_class NULLS FIRST, to_class")
+    assert [(r["commune"], r["from_class"], r["to_class"], r["cells"], r["area_m2"], r["changed"], r["transition"])
+            for r in got] == [
+        (A, 0, 0, 20, 500.0, False, "unchanged"),
+        (A, 2, 2, 25, 625.0, False, "unchanged"),
+        (A, 4, 2, 5, 125.0, True, "reclassified"),
+        (A, 4, 4, 40, 1000.0, False, "unchanged"),
+        (A, 6, 6, 40, 1000.0, False, "unchanged"),
+        (A, 8, 6, 10, 250.0, True, "reclassified"),
+        (A, 8, 8, 40, 1000.0, False, "unchanged"),
+        (A, 8, 10, 5, 125.0, True, "reclassified"),
+        (A, 10, 10, 15, 375.0, False, "unchanged"),
+        (B, None, 6, 60, 1500.0, True, "newly_scored"),
+        (B, None, 8, 40, 1000.0, True, "newly_scored"),
+    ]
+    assert len(got) == len(DIFF_A) + len(DIFF_B)
+    for r in got:
+        if r["commune"] == A:
+            assert (r["commune_name"], r["from_run"], r["to_run"]) == ("Alpha", R1, R2)
+            assert r["from_materialised_at"] == NOW - timedelta(days=3)
+            assert r["to_materialised_at"] == NOW - timedelta(days=1)
+        else:  # B's first class materialisation
+            assert (r["commune_name"], r["from_run"], r["to_run"]) == ("Beta", None, R1)
+            assert r["from_materialised_at"] is None and r["to_materialised_at"] == NOW - timedelta(days=3)
+    # the "after" side is each commune's published cells
+    for commune in (A, B):
+        assert sum(r["cells"] for r in got if r["commune"] == commune and r["to_class"] is not None) == \
+            EXPECTED["commune"][commune]["cells"]
+
+
+def test_score_diff_by_class_rows(built):
+    _, home = built
+    got = rows(home, "SELECT * FROM marts.score_diff_by_class ORDER BY commune, class")
+    assert [(r["commune"], r["class"]) for r in got] == [(c, k) for c in (A, B) for k in CLASSES]
+    for r in got:
+        before, after = EXPECTED_DIFF_BY_CLASS[r["commune"]][r["class"]]
+        assert (r["cells_before"], r["cells_after"]) == (before, after), (r["commune"], r["class"])
+        assert r["area_before_m2"] == before * 25 and r["area_after_m2"] == after * 25
+        assert r["area_change_m2"] == (after - before) * 25
+        assert (r["from_run"], r["to_run"]) == ((R1, R2) if r["commune"] == A else (None, R1))
+    change = {(r["commune"], r["class"]): r["area_change_m2"] for r in got}
+    # hand values: A's class 8 lost 15 cells (375 m2) to classes 6 and 10; every A cell was scored both times,
+    # so its gains and losses cancel; B was scored for the first time: +2 500 m2 in all
+    assert change[(A, 8)] == -375 and change[(A, 6)] == 250 and change[(A, 2)] == 125 and change[(A, 4)] == -125
+    assert sum(v for (c, _), v in change.items() if c == A) == 0
+    assert sum(v for (c, _), v in change.items() if c == B) == 2500
+
+
+def test_source_inventory_freshness_is_the_platforms(built):
+    """Staleness, age and dates come from iarbre.source_freshness (one definition, computed in Python)."""
+    _, home = built
+    got = {r["source"]: r for r in rows(home, "SELECT * FROM marts.source_inventory")}
+    table = {r["source"]: r for r in rows(home, "SELECT * FROM iarbre.source_freshness")}
+    assert set(table) == set(FRESHNESS)
+    for source, r in got.items():
+        fresh = FRESHNESS[source]
+        assert r["freshness_status"] == fresh["status"] == table[source]["status"]
+        assert r["is_stale"] == (table[source]["status"] == "late")
+        assert r["age_days"] == fresh["age_days"]
+        assert r["content_changed_at"] == fresh["content_changed_at"]
+        assert r["last_fetch_at"] == fresh["last_fetch_at"]
+        assert r["last_rejected_version"] == fresh["last_rejected_version"]
+        assert r["last_rejected_at"] == fresh["last_rejected_at"]
+        assert r["last_rejected_reason"] == fresh["last_rejected_reason"]
+        assert r["freshness_as_of"] == NOW
+    assert {s for s, r in got.items() if r["is_stale"]} == {"batiments_bdtopo"}
+    bati = got["batiments_bdtopo"]
+    assert bati["freshness_status"] == "late"
+    assert bati["last_rejected_version_short"] == VERSIONS["batiments_bdtopo"]["v2"][:12]
+    assert bati["last_rejected_reason"] == "refused by its checks: 2 failed"
+    # a re-delivery of the same bytes is a fetch, not a content change
+    assert got["communes"]["last_fetch_at"] == NOW - timedelta(days=1)
+    assert got["communes"]["content_changed_at"] == NOW - timedelta(days=10)
+    # a source that never delivered a readable version has a freshness ('never') but no inventory row
+    assert "reseau_chaleur" not in got
+    never = rows(home, "SELECT * FROM staging.stg_source_freshness WHERE source = 'reseau_chaleur'")
+    assert [(r["status"], r["current_version"], r["age_days"], r["last_rejected_reason"]) for r in never] == [
+        ("never", None, None, "fetch failed: HTTP 503")]
+
+
+def test_marts_never_read_the_clock():
+    """Freshness is computed once, in Python: no dbt model computes ages or staleness against now()."""
+    clock = re.compile(r"\b(now|current_timestamp|current_date|today|get_current_time|localtimestamp)\b", re.I)
+    for path in sorted((DBT_PROJECT_DIR / "models").rglob("*.sql")):
+        code = re.sub(r"--[^\n]*|\{#.*?#\}", "", path.read_text(), flags=re.S)
+        assert not clock.search(code), f"{path.name} reads the clock"
+
+
+def _copy_home(built_home, tmp_path):
+    """A private home holding a copy of the built warehouse (tables and marts), to break without side effects."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for name in ("warehouse.duckdb", "warehouse.duckdb.wal"):
+        if (built_home / name).exists():
+            shutil.copy2(built_home / name, home / name)
+    return home
+
+
+def _execute(home, sql, params=None):
+    con = connect(home / "warehouse.duckdb", spatial=False)
+    try:
+        con.execute(sql, params or [])
+    finally:
+        con.close()
+
+
+STAGING_DIFF, DIFF_MART, DIFF_BY_CLASS = (dg.AssetKey(["staging", "stg_score_diff"]), dg.AssetKey(["marts", "score_diff"]),
+                                          dg.AssetKey(["marts", "score_diff_by_class"]))
+
+
+def test_source_inventory_follows_the_freshness_table_not_the_clock(built, tmp_path):
+    """An audit as of a later date (freshness computed with an injected clock): the mart reports that, although
+    by today's clock the gas network's version is 5 days old."""
+    _, built_home = built
+    home = _copy_home(built_home, tmp_path)
+    later = NOW + timedelta(days=300)
+    _execute(home, "UPDATE iarbre.source_freshness SET as_of = ?, age_days = age_days + 300, "
+                   "status = CASE WHEN status = 'never' THEN 'never' "
+                   "WHEN age_days + 300 > cadence_days THEN 'late' ELSE 'ok' END", [later])
+    result = build_marts(home, selection=[dg.AssetKey(["staging", "stg_source_freshness"]),
+                                          dg.AssetKey(["marts", "source_inventory"])])
+    assert result.success
+    got = {r["source"]: r for r in rows(home, "SELECT * FROM marts.source_inventory")}
+    assert {s: (r["age_days"], r["freshness_status"], r["is_stale"]) for s, r in got.items()} == {
+        "communes": (310, "ok", False), "ore_gaz": (305, "late", True), "batiments_bdtopo": (500, "late", True)}
+    assert all(r["freshness_as_of"] == later for r in got.values())
+
+
+def test_diff_not_adding_up_to_the_commune_cells_blocks_the_diff_marts(built, tmp_path):
+    """One cell too many in A's diff: the blocking check on stg_score_diff fails, score_diff and
+    score_diff_by_class are not rebuilt and keep the last good numbers; built anyway, the mart's own check
+    fails too."""
+    _, built_home = built
+    home = _copy_home(built_home, tmp_path)
+    _execute(home, "UPDATE iarbre.score_diff SET cells = cells + 1 WHERE commune = ? AND from_class = 6 "
+                   "AND to_class = 6", [A])
+    result = build_marts(home, selection=[STAGING_DIFF, DIFF_MART, DIFF_BY_CLASS])
+    assert not result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    bad = evaluations["stg_score_diff_cells_add_up_to_commune_cells"]
+    assert not bad.passed and bad.severity == dg.AssetCheckSeverity.ERROR
+    assert bad.asset_key == STAGING_DIFF
+    spec = next(s for s in dbt_assets().check_specs if s.name == "stg_score_diff_cells_add_up_to_commune_cells")
+    assert spec.blocking
+    materialised = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert DIFF_MART not in materialised and DIFF_BY_CLASS not in materialised
+    kept = rows(home, "SELECT cells FROM marts.score_diff WHERE commune = ? AND from_class = 6 AND to_class = 6", [A])
+    assert kept == [{"cells": 40}]
+    assert rows(home, "SELECT area_after_m2 FROM marts.score_diff_by_class WHERE commune = ? AND class = 6",
+                [A]) == [{"area_after_m2": 1250.0}]
+
+    # the mart's own check is not vacuous: built on its own from the broken view, it fails
+    result = build_marts(home, selection=[DIFF_MART])
+    assert not result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    mart_check = evaluations["score_diff_cells_add_up_to_commune_cells"]
+    assert not mart_check.passed and mart_check.severity == dg.AssetCheckSeverity.ERROR
+    assert mart_check.asset_key == DIFF_MART
+
+
+def test_diff_before_side_not_matching_the_previous_run_fails_the_class_balance(built, tmp_path):
+    """3 cells of A said to have become unscored: A's 'after' side still adds up to its 200 cells, but its
+    'before' side now holds 203 cells where run one scored 200: score_diff_by_class's balance check fails
+    (the net-change check still holds: -3 cells no longer scored = -75 m2)."""
+    _, built_home = built
+    home = _copy_home(built_home, tmp_path)
+    _execute(home, "INSERT INTO iarbre.score_diff VALUES (?, ?, ?, 4, NULL, 3)", [A, R1, R2])
+    result = build_marts(home, selection=[STAGING_DIFF, DIFF_MART, DIFF_BY_CLASS])
+    assert not result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    failed = {name for name, e in evaluations.items() if not e.passed}
+    assert failed == {"score_diff_by_class_areas_add_up_to_the_runs_cells"}
+    bad = evaluations["score_diff_by_class_areas_add_up_to_the_runs_cells"]
+    assert bad.severity == dg.AssetCheckSeverity.ERROR and bad.asset_key == DIFF_BY_CLASS
+    assert evaluations["score_diff_by_class_net_change_is_rescored_cells"].passed
+    assert evaluations["stg_score_diff_cells_add_up_to_commune_cells"].passed
+    net = rows(home, "SELECT sum(area_change_m2) AS net FROM marts.score_diff_by_class WHERE commune = ?", [A])
+    assert net == [{"net": -75.0}]

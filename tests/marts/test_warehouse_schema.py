@@ -17,24 +17,26 @@ from iarbre_assets.catalog import load_catalog
 from iarbre_assets.warehouse import schema
 from iarbre_assets.warehouse.duck import WarehouseLockedError, WarehouseMissingError, connect
 
-from .conftest import A, B, _tiles
+from .conftest import A, B, CONTRACT, _tiles
+
+T = CONTRACT.table
 
 
 @pytest.fixture
 def con(tmp_path):
     c = connect(tmp_path / "w.duckdb")
-    schema.ensure_schema(c)
+    schema.ensure_schema(c, CONTRACT)
     yield c
     c.close()
 
 
 def test_ensure_schema_creates_the_contract_idempotently(con):
-    schema.ensure_schema(con)  # second time: no error, nothing duplicated
+    schema.ensure_schema(con, CONTRACT)  # second time: no error, nothing duplicated
     cols = dict(con.execute(
         "SELECT table_name, list(column_name ORDER BY ordinal_position) FROM information_schema.columns "
         "WHERE table_schema = 'iarbre' GROUP BY table_name").fetchall())
     assert set(cols) == {"tiles", "communes", "iris", "source_versions", "factor_stats", "score_runs",
-                         "score_run_inputs"}
+                         "score_run_inputs", "score_run_weights", "score_diff", "source_freshness"}
     metas = [f"meta_{m.slug}" for m in load_catalog().meta_factors]
     assert [c for c in cols["tiles"] if c.startswith("meta_")] == metas
     assert metas[0] == "meta_espaces_verts" and len(metas) == 7
@@ -47,41 +49,41 @@ def test_ensure_schema_creates_the_contract_idempotently(con):
 
 def test_ensure_schema_adds_new_columns_and_refuses_type_changes(con):
     con.execute("ALTER TABLE iarbre.tiles DROP COLUMN meta_plan_eau")
-    schema.ensure_schema(con)
+    schema.ensure_schema(con, CONTRACT)
     assert "meta_plan_eau" in [r[0] for r in con.execute("DESCRIBE iarbre.tiles").fetchall()]
     con.execute("ALTER TABLE iarbre.communes ALTER COLUMN cell_count TYPE VARCHAR")
     with pytest.raises(schema.SchemaMismatchError, match=r"iarbre\.communes.*cell_count: is VARCHAR"):
-        schema.ensure_schema(con)
+        schema.ensure_schema(con, CONTRACT)
 
 
 def test_replace_partitions_replaces_only_the_given_communes(con):
     tiles = _tiles()
-    assert schema.replace_partitions(con, "tiles", tiles, "commune", [A, B]) == 300
+    assert schema.replace_partitions(con, T("tiles"), tiles, "commune", [A, B]) == 300
     smaller = tiles[tiles.commune == A].head(7).copy()
     smaller["score"] = 9.5
-    assert schema.replace_partitions(con, "iarbre.tiles", smaller, "commune", [A]) == 7
+    assert schema.replace_partitions(con, T("iarbre.tiles"), smaller, "commune", [A]) == 7
     counts = dict(con.execute("SELECT commune, count(*) FROM iarbre.tiles GROUP BY 1").fetchall())
     assert counts == {A: 7, B: 100}
     assert con.execute("SELECT DISTINCT score FROM iarbre.tiles WHERE commune = ?", [A]).fetchall() == [(9.5,)]
     # an omitted nullable column is NULL; a replace with no rows empties the partition
     assert con.execute("SELECT count(*) FROM iarbre.tiles WHERE top2 IS NULL").fetchone()[0] == 107
-    schema.replace_partitions(con, "tiles", tiles.iloc[0:0], "commune", [A])
+    schema.replace_partitions(con, T("tiles"), tiles.iloc[0:0], "commune", [A])
     assert dict(con.execute("SELECT commune, count(*) FROM iarbre.tiles GROUP BY 1").fetchall()) == {B: 100}
 
 
 def test_replace_partitions_rejects_bad_input_without_touching_the_table(con):
     tiles = _tiles()
-    schema.replace_partitions(con, "tiles", tiles, "commune", [A, B])
+    schema.replace_partitions(con, T("tiles"), tiles, "commune", [A, B])
     with pytest.raises(ValueError, match=r"rows with commune \['69902'\] are outside the replaced keys \['69901'\]"):
-        schema.replace_partitions(con, "tiles", tiles, "commune", [A])
+        schema.replace_partitions(con, T("tiles"), tiles, "commune", [A])
     with pytest.raises(ValueError, match=r"required columns \['score'\] are missing"):
-        schema.replace_partitions(con, "tiles", tiles.drop(columns="score"), "commune", [A, B])
+        schema.replace_partitions(con, T("tiles"), tiles.drop(columns="score"), "commune", [A, B])
     with pytest.raises(ValueError, match=r"columns \['colour'\] are not in the contract"):
-        schema.replace_partitions(con, "tiles", tiles.assign(colour="red"), "commune", [A, B])
+        schema.replace_partitions(con, T("tiles"), tiles.assign(colour="red"), "commune", [A, B])
     with pytest.raises(duckdb.Error, match=r"iarbre\.tiles: insert failed"):  # 300 does not fit UTINYINT
-        schema.replace_partitions(con, "tiles", tiles.assign(**{"class": 300}), "commune", [A, B])
+        schema.replace_partitions(con, T("tiles"), tiles.assign(**{"class": 300}), "commune", [A, B])
     with pytest.raises(KeyError, match="not a warehouse contract table"):
-        schema.replace_partitions(con, "tyles", tiles, "commune", [A])
+        schema.replace_partitions(con, T("tyles"), tiles, "commune", [A])
     assert con.execute("SELECT count(*) FROM iarbre.tiles").fetchone()[0] == 300  # rolled back
 
 
@@ -89,11 +91,11 @@ def test_geodataframes_are_stored_as_geometry_in_2154_only(con):
     communes = gpd.GeoDataFrame(
         {"code": [A], "name": ["Alpha"], "area_m2": [5000.0], "cell_count": [200], "source_version": ["v"]},
         geometry=[box(842_000, 6_519_000, 842_100, 6_519_050)], crs="EPSG:2154")
-    schema.replace_table(con, "communes", communes)
+    schema.replace_table(con, T("communes"), communes)
     assert con.execute("SELECT ST_Area(geom), ST_GeometryType(geom)::varchar FROM iarbre.communes").fetchall() == [
         (5000.0, "POLYGON")]
     with pytest.raises(ValueError, match="must be in EPSG:2154"):
-        schema.replace_table(con, "communes", communes.to_crs("EPSG:3946"))
+        schema.replace_table(con, T("communes"), communes.to_crs("EPSG:3946"))
 
 
 def test_upsert_and_current_version(con):
@@ -103,9 +105,9 @@ def test_upsert_and_current_version(con):
             "cadence": "P3M", "cadence_days": 90}
     v1 = pd.DataFrame([{**base, "source": "ore_gaz", "version": "a" * 64, "is_current": True}])
     v2 = pd.DataFrame([{**base, "source": "ore_gaz", "version": "b" * 64, "is_current": False}])
-    schema.upsert_rows(con, "source_versions", v1)
-    schema.upsert_rows(con, "source_versions", v2)
-    schema.upsert_rows(con, "source_versions", v2.assign(size_bytes=99))  # same key: replaced, not duplicated
+    schema.upsert_rows(con, T("source_versions"), v1)
+    schema.upsert_rows(con, T("source_versions"), v2)
+    schema.upsert_rows(con, T("source_versions"), v2.assign(size_bytes=99))  # same key: replaced, not duplicated
     assert con.execute("SELECT version, size_bytes FROM iarbre.source_versions ORDER BY version").fetchall() == [
         ("a" * 64, 10), ("b" * 64, 99)]
     schema.set_current_version(con, "ore_gaz", "b" * 64)
@@ -119,6 +121,8 @@ def test_contract_asset_keys():
         "tiles": ("tiles",), "communes": ("source", "communes"), "iris": ("source", "iris"),
         "source_versions": ("source_inventory",), "factor_stats": ("plantability_score",),
         "score_runs": ("plantability_score",), "score_run_inputs": ("plantability_score",),
+        "score_run_weights": ("plantability_score",), "score_diff": ("plantability_class",),
+        "source_freshness": ("source_inventory",),
     }
 
 

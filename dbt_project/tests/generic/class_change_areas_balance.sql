@@ -1,8 +1,8 @@
 {#- Publishing check of a per-class before/after table (area_before_m2, area_after_m2 per unit and class):
     per unit, the areas after add up to the unit's scored cells in `reference` x cell area, and the areas
-    before add up to the cells of the unit's previous score run in `runs` (0 on a first materialisation;
-    not checked when the previous run is not a recorded score run). A class dropped from or duplicated in
-    the table, or a diff inconsistent with the runs it names, fails here. -#}
+    before add up to the cells of the unit's previous score run in `runs` (checked when `from_run` names a
+    recorded score run of the unit; a first materialisation has no "before"). A class dropped from or
+    duplicated in the table, or a diff inconsistent with the runs it names, fails here. -#}
 {% test class_change_areas_balance(model, key, reference, reference_key, runs, from_run_column='from_run',
                                    reference_cells='cell_count') %}
 with totals as (
@@ -16,8 +16,7 @@ with totals as (
 expected as (
     select t.*,
            ref.{{ reference_cells }} * {{ var('cell_area_m2') }}::double as expected_after_m2,
-           case when t.from_run is null then 0::double
-                else prev.cells * {{ var('cell_area_m2') }}::double end as expected_before_m2
+           prev.cells * {{ var('cell_area_m2') }}::double as expected_before_m2
     from totals as t
     left join {{ reference }} as ref on ref.{{ reference_key }} = t.unit
     left join {{ runs }} as prev on prev.run_id = t.from_run and prev.commune = t.unit
