@@ -7,6 +7,7 @@ from __future__ import annotations
 
 
 import geopandas as gpd
+import pandas as pd
 import numpy as np
 import pytest
 import rasterio
@@ -23,7 +24,22 @@ FACTOR = "parcs_jardins_publics"
 
 
 def _cells(store, commune, n=200):
-    return gpd.read_parquet(store.tiles(commune), columns=["x", "y", "score", "class", "blocked"]).head(n)
+    return pd.read_parquet(store.tiles(commune), columns=["x", "y", "score", "class", "blocked"]).head(n)
+
+
+def _covered_cells(store, commune, factor, n=50):
+    """Scored cells of the commune where the factor's coverage is not zero (read from its raster)."""
+    path = store.coverage(factor, commune)
+    if not path.exists():
+        return _cells(store, commune, 0)
+    with rasterio.open(path) as src:
+        band, transform = src.read(1), src.transform
+    rows, cols = np.nonzero((band > 0) & (band != (src.nodata if src.nodata is not None else -1)))
+    centres = {(round(transform.c + (c + 0.5) * transform.a, 1), round(transform.f + (r + 0.5) * transform.e, 1))
+               for r, c in zip(rows, cols)}
+    tiles = pd.read_parquet(store.tiles(commune), columns=["x", "y", "score", "class", "blocked"])
+    keep = [(round(x, 1), round(y, 1)) in centres for x, y in zip(tiles.x, tiles.y)]
+    return tiles[keep].head(n)
 
 
 def _changed_weight_catalogue(tmp_path, factor=FACTOR, weight=-1.0):
@@ -44,7 +60,7 @@ def test_explain_reports_what_was_computed_after_a_weight_edit_and_diff_finds_ex
     first = store.history.resolve("latest").run_id
     # the weight is edited, nothing is rerun: explain still gives what was computed, and says it differs
     for code in run.platform.commune_codes:
-        tiles = _cells(store, code, 400)
+        tiles = pd.concat([_cells(store, code, 100), _covered_cells(store, code, FACTOR)])
         covered = None
         for cell in tiles.itertuples():
             e = explain_point(run.home, cell.x + 1.3, cell.y - 2.1, catalogue_path=str(catalogue))
@@ -140,7 +156,9 @@ def test_prov_json_of_a_commune_validates_and_round_trips(demo_run, capsys):
     record = demo_run.store.history.record("latest", code)
     assert document == commune_prov([record])
     assert ProvDocument.deserialize(content=document.serialize(format="json"), format="json") == document
-    agents = {str(a.identifier) for a in document.get_records() if a.is_agent()}
+    from prov.model import ProvAgent
+
+    agents = {str(a.identifier) for a in document.get_records(ProvAgent)}
     assert any("grdf" in a for a in agents) and any(a.endswith("iarbre") for a in agents)
 
 
@@ -149,7 +167,7 @@ def test_explain_answers_off_the_lattice_and_across_commune_edges(demo_run):
     communes = platform.communes.set_index("code")
     found = 0
     for code in platform.commune_codes:
-        tiles = gpd.read_parquet(store.tiles(code), columns=["x", "y"])
+        tiles = pd.read_parquet(store.tiles(code), columns=["x", "y"])
         others = communes.drop(index=code).geometry
         for cell in tiles.itertuples():
             square = shapely.box(cell.x - 2.5, cell.y - 2.5, cell.x + 2.5, cell.y + 2.5)
@@ -181,7 +199,7 @@ def test_explain_errors_are_clear(demo_run, tmp_path):
     code = demo_run.platform.commune_codes[-1]
     for folder in (home / "score" / "history").glob(f"*/{code}"):
         shutil.rmtree(folder)
-    cell = gpd.read_parquet(demo_run.store.tiles(code), columns=["x", "y"]).iloc[0]
+    cell = pd.read_parquet(demo_run.store.tiles(code), columns=["x", "y"]).iloc[0]
     with pytest.raises(ExplainError, match=f"commune {code} has never been computed"):
         explain_point(home, cell.x, cell.y)
     assert cli.main(["explain", "--home", str(home), str(x0 - 5000), str(y0)]) == 2

@@ -177,11 +177,13 @@ def _materialisations(server: DagsterDev, path: list[str], run_id: str) -> list[
             for m in data["assetOrError"]["assetMaterializations"] if m["runId"] == run_id]
 
 
-def _wait_for_runs(server: DagsterDev, tag: dict, count: int, stalled_after: float = 600) -> list[dict]:
-    """Wait until `count` runs with this tag exist and are finished (the daemon launches them)."""
+def _wait_for_runs(server: DagsterDev, tag: dict, count: int, stalled_after: float = 600,
+                   before: set[str] = frozenset()) -> list[dict]:
+    """Wait until `count` runs with this tag, other than those in `before`, exist and are finished (the
+    daemon launches them)."""
     deadline = time.monotonic() + stalled_after
     while True:
-        runs = _runs(server, tag)
+        runs = [r for r in _runs(server, tag) if r["runId"] not in before]
         if len(runs) >= count:
             return [dict(r, status=_wait_run(server, r["runId"], stalled_after)) for r in runs]
         if time.monotonic() > deadline:
@@ -299,11 +301,21 @@ def test_a_partner_drop_reaches_the_marts_with_the_daemon_running(dagster_dev):
     drop.parent.mkdir(parents=True, exist_ok=True)
     tmp = drop.with_name(".ore_gaz.part")
     frame.to_file(tmp, driver="GeoJSON", engine="pyogrio")
+    inbox_tag, refresh_tag = {"key": "iarbre/trigger", "value": "partner_inbox"}, {"key": "iarbre/trigger", "value": "refresh"}
+    before = {r["runId"] for tag in (inbox_tag, refresh_tag) for r in _runs(dagster_dev, tag)}
     tmp.rename(drop)  # partners drop by renaming a complete file into the inbox
     started = time.monotonic()
-    [ingest] = _wait_for_runs(dagster_dev, {"key": "iarbre/trigger", "value": "partner_inbox"}, 1)
+    [ingest] = _wait_for_runs(dagster_dev, inbox_tag, 1, before=before)
     assert ingest["status"] == "SUCCESS"
-    [refresh] = _wait_for_runs(dagster_dev, {"key": "iarbre/trigger", "value": "refresh"}, 1)
+    # the refresh run that follows this ingest names it (another may follow an earlier run)
+    after_ingest = lambda r: ingest["runId"][:8] in {t["key"]: t["value"] for t in r["tags"]}.get(  # noqa: E731
+        "iarbre/after_runs", "")
+    deadline = time.monotonic() + 600
+    while not any(after_ingest(r) for r in _runs(dagster_dev, refresh_tag)):
+        assert time.monotonic() < deadline, "the daemon launched no refresh run after the ingest"
+        time.sleep(2)
+    refresh = next(r for r in _runs(dagster_dev, refresh_tag) if after_ingest(r))
+    refresh = dict(refresh, status=_wait_run(dagster_dev, refresh["runId"]))
     assert refresh["status"] == "SUCCESS", (dagster_dev.home / "dagster-dev.log").read_text()[-3000:]
     print(f"drop to marts consistent, with the daemon: {time.monotonic() - started:.0f} s")
     new = store.versions("ore_gaz").current().raw_sha256
