@@ -27,7 +27,7 @@ from ..geo.grid import PLATFORM_CRS, Window, cell_owner
 from ..store import Store, write_json
 from ..store.geoparquet import write_polygons
 from ..store.rasters import write_geotiff
-from ..store.versions import file_sha256
+from ..store.files import file_sha256
 
 # zstd: 1.6x faster to write than deflate (GDAL's default level 9), a little smaller, faster to read
 COVERAGE_COMPRESS = "zstd"

@@ -21,7 +21,8 @@ from ..geo.change_detection import changed_windows, window_hashes
 from ..store import Store
 from ..store.geoparquet import write_source_version
 from ..store.raw import RawVersion, utc_now
-from ..store.versions import SourceVersion, SourceVersions, file_sha256, version_id
+from ..store.files import file_sha256
+from ..store.versions import SourceVersion, SourceVersions, version_id
 
 
 @dataclass

@@ -4,7 +4,8 @@
 
 For each commune: the class transition matrix, the area gained or lost per class, the sources whose versions
 differ and the weights that differ (from the two score records), and the changed cells with their from/to
-class and the factors whose coverage changed (from the coverage rasters each run read, kept in the history).
+class, the factors whose coverage changed (from the coverage rasters each run read, kept in the history)
+and the factors whose weight changed that cover the cell.
 `write_changed_cells(diff, path)` writes those cells as a GeoPackage layer of 5 m squares.
 """
 
@@ -99,9 +100,13 @@ def diff_runs(store, from_ref: str, to_ref: str, commune: str | None = None) -> 
         transitions = class_transitions(x_old, x_new, classes, CLASS_NODATA)
         mask = changed_cell_mask(x_old, x_new, CLASS_NODATA)
         names = [f["slug"] for f in rec_new["factors"]]
-        factors = coverage_changes(_stack(old, names, window.shape), _stack(new, names, window.shape), names, mask,
-                                   CLASS_NODATA)
+        new_stack = _stack(new, names, window.shape)
+        factors = coverage_changes(_stack(old, names, window.shape), new_stack, names, mask, CLASS_NODATA)
         rows, cols = np.nonzero(mask)
+        # a weight change moves a class without moving any coverage: name the re-weighted factors covering the cell
+        reweighted = [names.index(w["factor"]) for w in weights if w["factor"] in names]
+        covering = new_stack[reweighted][:, rows, cols] > 0 if reweighted else np.zeros((0, len(rows)), bool)
+        weighted = [[names[reweighted[j]] for j in np.nonzero(covering[:, n])[0]] for n in range(len(rows))]
         xs, ys = window.cell_centres()
         ids = window.cell_ids()
         entry.update(
@@ -110,8 +115,9 @@ def diff_runs(store, from_ref: str, to_ref: str, commune: str | None = None) -> 
             changed_cells=int(mask.sum()),
             cells=[{"cell_id": int(ids[r, c]), "x": float(xs[r, c]), "y": float(ys[r, c]),
                     "from_class": None if x_old[r, c] == CLASS_NODATA else int(x_old[r, c]),
-                    "to_class": None if x_new[r, c] == CLASS_NODATA else int(x_new[r, c]), "factors": f}
-                   for r, c, f in zip(rows.tolist(), cols.tolist(), factors)],
+                    "to_class": None if x_new[r, c] == CLASS_NODATA else int(x_new[r, c]), "factors": f,
+                    "reweighted_factors": w}
+                   for r, c, f, w in zip(rows.tolist(), cols.tolist(), factors, weighted)],
             cell_size_m=window.cell,
         )
         out["communes"].append(entry)
@@ -124,6 +130,7 @@ def write_changed_cells(diff: dict, path: Path, crs: str = "EPSG:2154") -> int:
     import shapely
 
     rows = [{**cell, "commune": c["commune"], "factors": ",".join(cell["factors"]),
+             "reweighted_factors": ",".join(cell.get("reweighted_factors", [])),
              "from_run": c["from_run"], "to_run": c["to_run"], "half": c.get("cell_size_m", 5.0) / 2}
             for c in diff["communes"] for cell in c.get("cells", [])]
     if rows:
@@ -133,7 +140,8 @@ def write_changed_cells(diff: dict, path: Path, crs: str = "EPSG:2154") -> int:
     else:
         geometry = []
     frame = gpd.GeoDataFrame(rows, geometry=geometry, crs=crs) if rows else gpd.GeoDataFrame(
-        {"cell_id": [], "commune": [], "from_class": [], "to_class": [], "factors": []}, geometry=[], crs=crs)
+        {"cell_id": [], "commune": [], "from_class": [], "to_class": [], "factors": [], "reweighted_factors": []},
+        geometry=[], crs=crs)
     from ..store import atomic_path
 
     with atomic_path(Path(path)) as tmp:

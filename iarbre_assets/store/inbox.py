@@ -21,7 +21,6 @@ or, with none, its usual location.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import stat
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import SourceDef
+from .files import file_sha256
 from .raw import utc_now
 
 DATA_SUFFIXES = {".geojson", ".json", ".gpkg", ".zip", ".gml", ".xml", ".parquet", ".fgb", ".shp"}
@@ -77,14 +77,6 @@ class Verdict:
     source: str | None
     state: str  # "candidate" | "ignored" | "quarantined"
     reason: str
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def classify(partner: str, path: Path, sources: list[SourceDef], drop: Drop) -> Verdict:

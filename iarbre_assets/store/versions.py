@@ -10,7 +10,6 @@ A rejected candidate never touches current.json, so downstream keeps reading the
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,14 +45,6 @@ class SourceVersion:
 
 def version_id(raw_sha256: str) -> str:
     return f"{raw_sha256[:16]}-{NORMALISER_VERSION}"
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class SourceVersions:

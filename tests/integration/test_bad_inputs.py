@@ -26,7 +26,7 @@ from integration_helpers import PlatformRun, build
 from iarbre_assets.catalog import territory_path
 from iarbre_demo.wire.gml_writer import write_feature_collection
 from iarbre_assets.runner import materialise
-from iarbre_assets.store.versions import file_sha256
+from iarbre_assets.store.files import file_sha256
 
 
 def _frame(platform, slug: str) -> gpd.GeoDataFrame:
