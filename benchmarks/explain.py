@@ -48,7 +48,7 @@ def sample_points(home: Path, count: int) -> list[tuple[float, float]]:
     from iarbre_assets.store import Store
 
     store, rng = Store(home), random.Random(12)
-    codes = sorted(json.loads(store.commune_windows.read_text()))
+    codes = sorted(json.loads(store.commune_windows.read_text())["communes"])
     points = []
     for i in range(count):
         tiles = pd.read_parquet(store.tiles(codes[i % len(codes)]), columns=["x", "y"])
