@@ -7,7 +7,6 @@ the territory resource (resources.py), the CLI's read-only commands and the test
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 import threading
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import geopandas as gpd
 from .catalog import DEFAULT_CATALOG, Catalogue, FactorDef, SourceDef, Territory, expand_url, load_catalog, load_territory
 from .catalog.models import FileLocation
 from .store import Store
+from .store.files import file_sha256
 
 DEFAULT_TERRITORY = "demo"
 
@@ -191,7 +191,7 @@ def _server_class(kind: str):
 
 @lru_cache(maxsize=8)
 def _file_sha256(path: str, _mtime_ns: int) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(Path(path))
 
 
 def _start_local_server(server_class, root: Path):

@@ -3,7 +3,8 @@
 Writes, through the store: the score (float32 GeoTIFF, nodata -9999 outside the commune) and its record
 (what the run used: weights, blocking, class breaks, code and source versions, and the outputs' hashes),
 the classes (uint8, 255 outside), and the tiles (GeoParquet, one cell-centre point per cell). Each output is
-also kept in the score history under the run id (hard links: no copy).
+also kept in the score history under the run id (hard links: no copy), with the coverages the score read
+(one multi-band file per commune, so that explaining a cell opens one file, not one per factor).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ..geo.preview import sample_on_lattice
 from ..geo.score import CLASS_NODATA, SCORE_NODATA, classify, factor_stats, meta_sums, score_cells, top_factors
 from ..store import Store, write_json
 from ..store.geoparquet import with_point_geometry, write_tiles
+from ..store.history import COVERAGE_BLOCK
 from ..store.rasters import read_geotiff, read_tags, write_geotiff
 from .constraints import CommuneLayer, commune_mask
 
@@ -118,8 +120,9 @@ def run_score(task: ScoreTask) -> dict:
     history = task.store.history
     history.keep(task.run_id, task.commune, "score", score_path)
     history.keep(task.run_id, task.commune, "record", task.store.score_record(task.commune))
-    for factor, path in zip(task.factors, coverages):
-        history.keep(task.run_id, task.commune, f"coverage/{factor.slug}", path)
+    if task.run_id:
+        write_geotiff(history.entry_path(task.run_id, task.commune, "coverages"), stack, task.window, nodata=None,
+                      compress="zstd", band_names=[f.slug for f in task.factors], block=COVERAGE_BLOCK)
     if task.preview is not None:
         extent, step = task.preview
         classes = classify(result.score, task.class_breaks, task.class_above, nodata_in=SCORE_NODATA,

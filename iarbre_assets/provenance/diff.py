@@ -4,7 +4,7 @@
 
 For each commune: the class transition matrix, the area gained or lost per class, the sources whose versions
 differ and the weights that differ (from the two score records), and the changed cells with their from/to
-class, the factors whose coverage changed (from the coverage rasters each run read, kept in the history)
+class, the factors whose coverage changed (from the coverages each run's score read, kept in the history)
 and the factors whose weight changed that cover the cell.
 `write_changed_cells(diff, path)` writes those cells as a GeoPackage layer of 5 m squares.
 """
@@ -26,10 +26,19 @@ def _read(path: Path):
 
 
 def _stack(files: dict, names: list[str], shape) -> np.ndarray:
+    """The coverages the run's score read, in the order of `names` (0 where it kept none)."""
     from ..geo.coverage import COVERAGE_NODATA
+    from ..store.rasters import read_band_names
 
     stack = np.zeros((len(names), *shape), dtype=np.uint8)
-    for i, name in enumerate(names):
+    if "coverages" in files:
+        bands = _read(files["coverages"])[0].reshape(-1, *shape)
+        index = {name: i for i, name in enumerate(read_band_names(files["coverages"]))}
+        for i, name in enumerate(names):
+            if name in index:
+                stack[i] = bands[index[name]]
+        return stack
+    for i, name in enumerate(names):  # histories written before coverages.tif: one file per factor
         path = files.get(f"coverage/{name}")
         if path is not None:
             array = _read(path)[0]

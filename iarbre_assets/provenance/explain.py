@@ -9,8 +9,9 @@ coverages from the coverage rasters that run read (kept in the score history), s
 sum to the score on disk, whatever the catalogue says today. When the current catalogue differs from the
 recorded weights, the answer says so and names the differences.
 
-Light on purpose (the CLI answers in well under a second): no Dagster, no geopandas, no pyproj; rasters
-are opened once per process and kept (keyed by path and modification time).
+Light on purpose (the CLI answers in under a second): no Dagster, no geopandas, no pyproj, and the
+catalogue is parsed only when its bytes differ from the run's. Three files per cell (score, classes, and
+the run's multi-band coverages), opened once per process and kept (keyed by path and modification time).
 """
 
 from __future__ import annotations
@@ -36,18 +37,36 @@ def _dataset(path: str, _mtime_ns: int):
     return rasterio.open(path)
 
 
+def _open(path: Path):
+    return _dataset(str(path), Path(path).stat().st_mtime_ns)
+
+
 def _value(path: Path, row: int, col: int):
     """The raster value at (row, col) of its own grid, or None for nodata / outside."""
     import numpy as np
     from rasterio.windows import Window
 
-    src = _dataset(str(path), Path(path).stat().st_mtime_ns)
+    src = _open(path)
     if not (0 <= row < src.height and 0 <= col < src.width):
         return None
     value = src.read(1, window=Window(col, row, 1, 1))[0, 0]
     if src.nodata is not None and (value == src.nodata or (isinstance(value, np.floating) and np.isnan(value))):
         return None
     return value.item()
+
+
+def _coverages(files: dict, slugs: list[str], row: int, col: int) -> dict[str, int | None]:
+    """slug -> coverage % the score read at (row, col); None for a factor the run kept no coverage of."""
+    if "coverages" in files:  # one file, one block read for every factor
+        from rasterio.windows import Window
+
+        src = _open(files["coverages"])
+        values = src.read(window=Window(col, row, 1, 1))[:, 0, 0]
+        by_name = dict(zip(src.descriptions, (int(v) for v in values)))
+        return {slug: by_name.get(slug) for slug in slugs}
+    # histories written before coverages.tif: one file per factor
+    return {slug: (_value(files[f"coverage/{slug}"], row, col) or 0) if f"coverage/{slug}" in files else None
+            for slug in slugs}
 
 
 class _History:
@@ -130,11 +149,11 @@ def explain_point(home: str | Path, x: float, y: float, run: str = "latest", cat
     cls = _value(files["classes"], row, col) if "classes" in files else None
     factors, blocking = [], None
     by_slug = {s["slug"]: s for s in record["sources"]}
+    coverages = _coverages(files, [f["slug"] for f in record["factors"]], row, col)
     for factor in record["factors"]:
-        path = files.get(f"coverage/{factor['slug']}")
-        if path is None:
+        pct = coverages[factor["slug"]]
+        if pct is None:
             raise ExplainError(f"run {entry.run_id} kept no coverage of {factor['slug']} for commune {code}")
-        pct = _value(path, row, col) or 0
         if factor["blocking"] and pct > 0 and blocking is None:
             blocking = factor["slug"]
         factors.append({
@@ -150,7 +169,9 @@ def explain_point(home: str | Path, x: float, y: float, run: str = "latest", cat
     total = sum(f["contribution"] for f in factors)
     for f in factors:
         f["contribution"] = round(f["contribution"], 4)
-    labels = _class_labels(catalogue_path or _remembered_catalogue(home))
+    catalogue = catalogue_path or _remembered_catalogue(home) or record["code"].get("catalogue_file")
+    labels = {int(k): v for k, v in scoring["class_labels"].items()} if "class_labels" in scoring \
+        else _class_labels(catalogue)
     return {
         "point": {"x": x, "y": y, "crs": record["grid"]["crs"]},
         "cell": {"id": ix * 10_000_000 + iy, "centre": [cx, cy], "size_m": size},
@@ -170,7 +191,7 @@ def explain_point(home: str | Path, x: float, y: float, run: str = "latest", cat
         "materialised_at": record["materialised_at"],
         "code": record["code"],
         "sources": record["sources"],
-        "catalogue_changes": catalogue_changes(record, catalogue_path or _remembered_catalogue(home)),
+        "catalogue_changes": catalogue_changes(record, catalogue),
         "home": str(home),
     }
 
@@ -210,8 +231,20 @@ def _class_labels(path: str | None) -> dict:
     return {c.class_: c.label for c in catalogue.classes} if catalogue else {}
 
 
+@lru_cache(maxsize=4)
+def _sha256(path: str, _mtime_ns: int) -> str:
+    from ..store.files import file_sha256
+
+    return file_sha256(Path(path))
+
+
 def catalogue_changes(record: dict, path: str | None) -> list[str]:
-    """What today's catalogue would compute differently from what the run recorded (empty: nothing)."""
+    """What today's catalogue would compute differently from what the run recorded (empty: nothing).
+
+    The same bytes as the run's catalogue (same sha256) change nothing: no need to parse and validate it."""
+    if path and Path(path).is_file() and \
+            _sha256(str(path), Path(path).stat().st_mtime_ns) == record["code"].get("catalogue_sha256"):
+        return []
     catalogue = _current_catalogue(path)
     if catalogue is None:
         return [f"the catalogue {path} no longer exists"]

@@ -3,9 +3,11 @@
     score/history/<run_id>/run.json               when the run scored, which communes, which artefacts
     score/history/<run_id>/<commune>/score.tif    hard links to the files the run wrote (no copy: the
                                      classes.tif  current file is replaced by rename, the link keeps the
-                                     tiles.parquet  old inode), plus the coverages the score read and
-                                     record.json  the score record
-                                     coverage/<factor>.tif
+                                     tiles.parquet  old inode), and the score record
+                                     record.json
+                                     coverages.tif  the coverages the score read, one band per factor
+                                                    (band description = factor slug), pixel-interleaved:
+                                                    one small block read gives a cell's every factor
     score/history/labels.json                     label -> run id ("before GRDF 2026-12"); pinned
 
 A run may touch a few communes only (a partner update). The *map as of run R* is, for each commune and
@@ -24,7 +26,8 @@ from pathlib import Path
 
 from .files import atomic_write_text, read_json
 
-SUFFIXES = {"score": ".tif", "classes": ".tif", "tiles": ".parquet", "record": ".json"}
+SUFFIXES = {"score": ".tif", "classes": ".tif", "coverages": ".tif", "tiles": ".parquet", "record": ".json"}
+COVERAGE_BLOCK = 64  # cells per side of a coverages.tif block: explaining one cell inflates 64*64*factors bytes
 LATEST = ("latest", "current")
 PREVIOUS = "previous"
 

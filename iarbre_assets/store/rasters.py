@@ -71,20 +71,34 @@ def write_geotiff(
     crs: str = DEFAULT_CRS,
     compress: str = "deflate",
     tags: dict | None = None,
+    band_names: list[str] | None = None,
+    block: int = BLOCK,
 ) -> Path:
-    """Write a (H, W) or (bands, H, W) array on `window` as a tiled GeoTIFF, atomically. Returns the path."""
+    """Write a (H, W) or (bands, H, W) array on `window` as a tiled GeoTIFF, atomically. Returns the path.
+
+    `band_names` become the band descriptions; several bands are pixel-interleaved, so one block read gives
+    every band of a cell (a small `block` keeps that read cheap)."""
     path = Path(path)
     bands = _as_bands(array)
     if bands.shape[1:] != window.shape:
         raise ValueError(f"{path}: array shape {bands.shape[1:]} does not match window shape {window.shape}")
-    profile = _tiled_profile(window, bands.shape[0], bands.dtype, crs, nodata,
-                             compress=compress, predictor=_predictor(bands.dtype))
+    if band_names is not None and len(band_names) != bands.shape[0]:
+        raise ValueError(f"{path}: {len(band_names)} band names for {bands.shape[0]} bands")
+    profile = _tiled_profile(window, bands.shape[0], bands.dtype, crs, nodata, compress=compress,
+                             predictor=_predictor(bands.dtype), blockxsize=block, blockysize=block)
     with atomic_path(path) as tmp:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(bands)
+            for index, name in enumerate(band_names or [], start=1):
+                dst.set_band_description(index, name)
             if tags:
                 dst.update_tags(**{k: str(v) for k, v in tags.items()})
     return path
+
+
+def read_band_names(path: str | Path) -> list[str | None]:
+    with rasterio.open(path) as src:
+        return list(src.descriptions)
 
 
 def read_window(path: str | Path, crs: str | None = DEFAULT_CRS) -> tuple[Window, object, int, np.dtype]:
