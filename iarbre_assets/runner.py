@@ -145,38 +145,17 @@ def print_run_summary(outcome: RunOutcome, elapsed: float, store) -> None:
 
 
 def run_plan(defs, territory, instance, plan, view=None, tags: dict | None = None) -> list[RunOutcome]:
-    """Execute a refresh plan in this process: one run when it is one commune range (the usual case), else
-    one run per range of communes and a last one for the territory-wide assets."""
-    from .automation.refresh import REFRESH_TRIGGER
+    """Execute a refresh plan in this process, as the refresh sensor would: one run when it is one commune
+    range (the usual case), else the chain of `automation.refresh.refresh_steps`, one run at a time."""
+    from .automation.refresh import step_request, refresh_steps
 
-    codes = territory.platform.commune_codes
-    tags = {"iarbre/trigger": REFRESH_TRIGGER, "iarbre/after_runs": ",".join(r[:8] for r in plan.after_runs)[:200],
-            **(tags or {})}
-    if plan.empty:
-        return []
-    groups: dict[tuple, set] = {}
-    for key, parts in plan.partitioned.items():
-        groups.setdefault(tuple(sorted(parts, key=codes.index)), set()).add(key)
-    steps = []
-    for parts, keys in groups.items():
-        ranges, start = [], None
-        for i, code in enumerate(parts):
-            if start is None:
-                start = code
-            if i + 1 == len(parts) or codes.index(parts[i + 1]) != codes.index(code) + 1:
-                ranges.append((start, code))
-                start = None
-        steps += [(sorted(keys, key=lambda k: k.to_user_string()), r) for r in ranges]
+    steps = refresh_steps(plan, defs.resolve_asset_graph(), territory.platform.commune_codes)
     outcomes = []
-    if len(steps) == 1:
-        keys, span = steps[0]
-        return [materialise(defs, territory, instance, select=keys + sorted(plan.unpartitioned, key=str), tags=tags,
-                            partitions=span, view=view)]
-    for keys, span in steps:
-        outcomes.append(materialise(defs, territory, instance, select=keys, tags=tags, partitions=span, view=view))
-    if plan.unpartitioned:
-        outcomes.append(materialise(defs, territory, instance, select=sorted(plan.unpartitioned, key=str), tags=tags,
-                                    view=view))
+    for number, step in enumerate(steps, start=1):
+        request = step_request(step, plan, number, len(steps), tags=tags)
+        run_tags = {k: v for k, v in request.tags.items() if not k.startswith("dagster/asset_partition_range")}
+        outcomes.append(materialise(defs, territory, instance, select=list(step.keys), tags=run_tags,
+                                    partitions=step.span, view=view))
     return outcomes
 
 

@@ -1,11 +1,13 @@
-"""After a run that changed data, the one run that brings every output up to date (docs/decisions.md D23).
+"""After a run that changed data, the run that brings every output up to date (docs/decisions.md D24).
 
-A partner update is two runs: the ingest (the sensor cannot know which communes changed before the data is
+A partner update is the ingest run (the sensor cannot know which communes changed before the data is
 normalised and hashed per commune window), then one *refresh run* covering exactly what depends on the
 change: the touched communes' footprints and coverages of the factors the source feeds, their score,
 classes and tiles, then the territory mosaics, exports, warehouse tables and every dbt model with its tests
 (dbt built once). Declarative automation would split that into a run per partitions definition and tick;
 this planner reads what the finished run did from the instance's event log and asks for the rest at once.
+A Dagster run covers one range of partition keys: when the touched communes are not contiguous, the refresh
+is a chain of runs, one per range, the last also carrying the territory-wide assets (`refresh_steps`).
 
 What counts as a change (per asset partition materialised by the run):
     raw/<s>, source/<s>       only when the data version differs from the previous materialisation
@@ -21,6 +23,7 @@ left out, and not propagated through: what they changed is in the run's own even
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -138,31 +141,84 @@ def plan_after(instance, asset_graph, run_id: str) -> RefreshPlan:
     return plan
 
 
-def contiguous(partitions: set[str], order: list[str]) -> bool:
-    index = sorted(order.index(p) for p in partitions)
-    return index == list(range(index[0], index[-1] + 1))
+def ranges(parts: set[str], order: list[str]) -> list[tuple[str, str]]:
+    """Contiguous runs of partition keys, as (first, last), in partition order."""
+    index = sorted(order.index(p) for p in parts)
+    out, start = [], None
+    for i, position in enumerate(index):
+        start = position if start is None else start
+        if i + 1 == len(index) or index[i + 1] != position + 1:
+            out.append((order[start], order[position]))
+            start = None
+    return out
 
 
-def run_requests(plan: RefreshPlan, asset_graph, communes: list[str], tags: dict | None = None) -> list[dg.RunRequest]:
-    """One run for the whole plan when its communes form one range and every partitioned asset covers them
-    all (the usual case), else one Dagster backfill of exactly those asset partitions."""
+@dataclass(frozen=True)
+class RefreshStep:
+    """One run of a refresh chain: assets, and the commune range of the partitioned ones (None: none)."""
+
+    keys: tuple[dg.AssetKey, ...]
+    span: tuple[str, str] | None
+
+
+def refresh_steps(plan: RefreshPlan, asset_graph, communes: list[str]) -> list[RefreshStep]:
+    """The runs that carry out a plan, in dependency order. A Dagster run covers one range of partition keys,
+    so: one run per contiguous range of each group of partitioned assets sharing the same communes, the
+    territory-wide assets in the last run. The usual update (one range) is one run."""
     if plan.empty:
         return []
-    tags = {"iarbre/trigger": REFRESH_TRIGGER, "iarbre/after_runs": ",".join(r[:8] for r in plan.after_runs)[:200],
-            **(tags or {})}
-    touched = plan.communes
-    same_set = all(parts == touched for parts in plan.partitioned.values())
-    if not plan.partitioned or (same_set and contiguous(touched, communes)):
-        ordered = sorted(touched, key=communes.index)
-        partition_tags = ({"dagster/asset_partition_range_start": ordered[0],
-                           "dagster/asset_partition_range_end": ordered[-1]} if ordered else {})
-        keys = sorted(set(plan.partitioned) | plan.unpartitioned, key=lambda k: k.to_user_string())
-        return [dg.RunRequest(asset_selection=keys, tags={**tags, **partition_tags},
-                              run_key=f"refresh-{'-'.join(r[:8] for r in plan.after_runs)}")]
-    from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-    from dagster._core.definitions.events import AssetKeyPartitionKey
+    rank = {key: i for i, key in enumerate(asset_graph.toposorted_asset_keys)}
+    groups: dict[frozenset[str], set[dg.AssetKey]] = {}
+    for key, parts in plan.partitioned.items():
+        if parts:
+            groups.setdefault(frozenset(parts), set()).add(key)
+    steps = [(min(rank[k] for k in keys), communes.index(span[0]), tuple(sorted(keys, key=rank.get)), span)
+             for parts, keys in groups.items() for span in ranges(set(parts), communes)]
+    steps.sort(key=lambda s: (s[0], s[1]))
+    out = [RefreshStep(keys=keys, span=span) for _, _, keys, span in steps]
+    territory_wide = tuple(sorted(plan.unpartitioned, key=rank.get))
+    if not out:
+        return [RefreshStep(keys=territory_wide, span=None)]
+    out[-1] = RefreshStep(keys=out[-1].keys + territory_wide, span=out[-1].span)
+    return out
 
-    subset = AssetGraphSubset.from_asset_partition_set(
-        {AssetKeyPartitionKey(k, p) for k, parts in plan.partitioned.items() for p in parts}
-        | {AssetKeyPartitionKey(k, None) for k in plan.unpartitioned}, asset_graph)
-    return [dg.RunRequest.for_asset_graph_subset(subset, tags=tags)]
+
+def plan_without(plan: RefreshPlan, step: RefreshStep, communes: list[str]) -> RefreshPlan:
+    """What is left of `plan` once `step` has run."""
+    done: set[str] = set()
+    if step.span:
+        done = set(communes[communes.index(step.span[0]): communes.index(step.span[1]) + 1])
+    rest = RefreshPlan(after_runs=list(plan.after_runs), reasons=list(plan.reasons))
+    for key, parts in plan.partitioned.items():
+        left = parts - done if key in step.keys else set(parts)
+        if left:
+            rest.partitioned[key] = left
+    rest.unpartitioned = {k for k in plan.unpartitioned if k not in step.keys}
+    return rest
+
+
+def plan_to_json(plan: RefreshPlan) -> dict:
+    return {"after_runs": plan.after_runs,
+            "partitioned": {k.to_user_string(): sorted(v) for k, v in plan.partitioned.items()},
+            "unpartitioned": sorted(k.to_user_string() for k in plan.unpartitioned)}
+
+
+def plan_from_json(data: dict | None) -> RefreshPlan:
+    data = data or {}
+    return RefreshPlan(after_runs=list(data.get("after_runs", [])),
+                       partitioned={dg.AssetKey.from_user_string(k): set(v)
+                                    for k, v in data.get("partitioned", {}).items()},
+                       unpartitioned={dg.AssetKey.from_user_string(k) for k in data.get("unpartitioned", [])})
+
+
+def step_request(step: RefreshStep, plan: RefreshPlan, number: int, total: int,
+                 tags: dict | None = None) -> dg.RunRequest:
+    """The run request of step `number` of `total` of the refresh chain carrying out `plan`."""
+    after = ",".join(r[:8] for r in plan.after_runs)
+    partition_tags = ({"dagster/asset_partition_range_start": step.span[0],
+                       "dagster/asset_partition_range_end": step.span[1]} if step.span else {})
+    return dg.RunRequest(
+        asset_selection=list(step.keys),
+        run_key=f"refresh-{hashlib.sha256(after.encode()).hexdigest()[:16]}-{number}",
+        tags={"iarbre/trigger": REFRESH_TRIGGER, "iarbre/after_runs": after[:200],
+              "iarbre/refresh_step": f"{number}/{total}", **partition_tags, **(tags or {})})

@@ -7,7 +7,9 @@
 - `partner_poll`    probes each remote source when its poll interval (from its cadence) is due, cheaply; a
                     changed endpoint requests an ingest run (automation/polls.py).
 - `partner_refresh` after any run that changed data (an ingest, a code change, a manual materialisation),
-                    requests the one run that brings every output up to date (automation/refresh.py).
+                    requests the run that brings every output up to date (automation/refresh.py); when the
+                    touched communes are not one range, the chain of runs, one at a time (the rest of the
+                    chain waits in the cursor).
 - `iarbre_automation` declarative automation for what is not data: code or catalogue changes, the daily
                     inventory rebuild.
 """
@@ -24,6 +26,9 @@ from ..assets.keys import inbox_key, raw_key, source_key
 from ..resources import TerritoryResource
 from . import polls, refresh
 
+# The sensor daemon loops every 5 s; a minimum interval of 5 s then skips every other loop (the elapsed time
+# since the last tick is a little under 5 s), so drops and finished runs waited up to 10 s.
+EVERY_DAEMON_LOOP = 1
 FINAL_STATES = {"accepted", "rejected", "ignored", "quarantined"}
 
 
@@ -57,7 +62,7 @@ def ingest_request(sources: list[str], trigger: str, key: str) -> dg.RunRequest:
 
 
 def build_sensors() -> list:
-    @dg.sensor(name="partner_inbox", minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING,
+    @dg.sensor(name="partner_inbox", minimum_interval_seconds=EVERY_DAEMON_LOOP, default_status=dg.DefaultSensorStatus.RUNNING,
                target=dg.AssetSelection.all(),
                description="A partner's drop in $IARBRE_HOME/inbox/<partner>/ requests the ingestion of the source it "
                            "matches; a drop matching no source is quarantined with the reason.")
@@ -95,7 +100,7 @@ def build_sensors() -> list:
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return dg.SensorResult(run_requests=[ingest_request(sorted(to_fetch), "partner_poll", stamp)])
 
-    @dg.sensor(name="partner_refresh", minimum_interval_seconds=5, default_status=dg.DefaultSensorStatus.RUNNING,
+    @dg.sensor(name="partner_refresh", minimum_interval_seconds=EVERY_DAEMON_LOOP, default_status=dg.DefaultSensorStatus.RUNNING,
                target=dg.AssetSelection.all(),
                description="After a run that changed data, requests the one run that recomputes exactly what "
                            "depends on it: touched communes, mosaics, exports, warehouse and marts (dbt once).")
@@ -114,20 +119,30 @@ def build_sensors() -> list:
                                                                    dg.DagsterRunStatus.FAILURE], updated_after=after),
                                            ascending=True)
         records = [r for r in records if r.dagster_run.run_id not in cursor["done"]]
-        if not records:
+        pending = refresh.plan_from_json(cursor.get("pending"))  # the rest of a chain under way
+        if not records and pending.empty:
             return dg.SkipReason("no run finished since the last check")
         graph = context.repository_def.asset_graph
-        plan = refresh.RefreshPlan(after_runs=[])
+        plan = pending
         for record in records:
             plan.merge(refresh.plan_after(instance, graph, record.dagster_run.run_id))
-        last = max(r.update_timestamp.timestamp() for r in records)
-        done = [r.dagster_run.run_id for r in records if r.update_timestamp.timestamp() == last]
-        new_cursor = json.dumps({"after": last, "done": done})
-        requests = refresh.run_requests(plan, graph, territory.platform.commune_codes)
-        if not requests:
+        if records:
+            last = max(r.update_timestamp.timestamp() for r in records)
+            done = [r.dagster_run.run_id for r in records if r.update_timestamp.timestamp() == last]
+        else:
+            last, done = cursor["after"], cursor["done"]
+        communes = territory.platform.commune_codes
+        steps = refresh.refresh_steps(plan, graph, communes)
+        if not steps:
             return dg.SensorResult(skip_reason=f"{len(records)} finished run(s) changed nothing downstream",
-                                   cursor=new_cursor)
-        return dg.SensorResult(run_requests=requests, cursor=new_cursor)
+                                   cursor=json.dumps({"after": last, "done": done}))
+        number = cursor.get("step", 0) + 1 if not pending.empty else 1
+        rest = refresh.plan_without(plan, steps[0], communes)
+        request = refresh.step_request(steps[0], plan, number, number + len(steps) - 1)
+        new_cursor = {"after": last, "done": done}
+        if not rest.empty:
+            new_cursor.update(pending=refresh.plan_to_json(rest), step=number)
+        return dg.SensorResult(run_requests=[request], cursor=json.dumps(new_cursor))
 
     automation = dg.AutomationConditionSensorDefinition(
         "iarbre_automation",

@@ -190,6 +190,60 @@ def test_a_grdf_drop_in_one_commune_recomputes_exactly_what_depends_on_it(demo_c
         assert {s["slug"]: s["raw_sha256"] for s in other["sources"]}["ore_gaz"] != new
 
 
+def test_changes_in_communes_apart_are_one_short_chain_each_partition_once_and_the_marts_at_the_end(demo_copy):
+    """A Dagster run covers one range of communes: an update touching the first and the last commune (not
+    contiguous) is a chain of two runs, one at a time, the second with the mosaics, exports and dbt."""
+    run, platform = demo_copy, demo_copy.platform
+    codes = platform.commune_codes
+    refresh_cursor = sensor_tick(run, "partner_refresh").cursor
+    halo = platform.source_halo_m("ore_gaz")
+    frame = gpd.read_parquet(platform.store.versions("ore_gaz").current().data_path(platform.store))
+    moved = frame.copy()
+    for code in (codes[0], codes[-1]):  # a feature whose reach, moved or not, is that commune alone
+        index = next(i for i, g in enumerate(frame.geometry)
+                     if _windows_hit(platform, g, halo) == {code}
+                     and _windows_hit(platform, shapely.affinity.translate(g, xoff=3.0), halo) == {code})
+        moved.loc[index, "geometry"] = shapely.affinity.translate(frame.geometry.iloc[index], xoff=3.0)
+    drop = platform.store.inbox("grdf") / "ore_gaz.geojson"
+    drop.parent.mkdir(parents=True, exist_ok=True)
+    moved.to_file(drop, driver="GeoJSON", engine="pyogrio")
+    ingest = execute_request(run, sensor_tick(run, "partner_inbox").run_requests[0])
+    assert ingest.success
+    assert {p for (k, p) in _materialised(ingest) if k == "source_by_commune/ore_gaz"} == {codes[0], codes[-1]}
+
+    results, cursor = [], refresh_cursor
+    while True:
+        tick = sensor_tick(run, "partner_refresh", cursor)
+        cursor = tick.cursor or cursor
+        if not tick.run_requests:
+            break
+        assert len(tick.run_requests) == 1, "one run at a time"
+        request = tick.run_requests[0]
+        results.append((request.tags["iarbre/refresh_step"], execute_request(run, request)))
+        assert len(results) <= 3, "the chain does not end"
+    assert [step for step, _ in results] == ["1/2", "2/2"]
+    assert all(result.success for _, result in results)
+    first, last = (_materialised(result) for _, result in results)
+    assert {p for (_, p) in first} == {codes[0]} and {p for (_, p) in last} - {None} == {codes[-1]}
+    assert not any(p is None for (_, p) in first), "the territory-wide assets wait for the last commune"
+    assert TERRITORY_WIDE <= {k for (k, p) in last if p is None}
+    assert not set(first) & set(last)
+    steps = [e.step_key for _, r in results for e in r.all_events if e.event_type_value == "STEP_START"]
+    assert len([s for s in steps if "dbt" in s]) == 1, "dbt is built once"
+    checks = {(e.event_specific_data.check_name, e.event_specific_data.passed) for _, r in results
+              for e in r.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert ("marts_match_outputs", True) in checks and all(passed for _, passed in checks)
+    # the event log says which run started the chain
+    assert all(ingest.run_id[:8] in r.dagster_run.tags["iarbre/after_runs"] for _, r in results)
+
+    from iarbre_assets.provenance.report import commune_report
+
+    new = platform.store.versions("ore_gaz").current().raw_sha256
+    for code in (codes[0], codes[-1]):
+        report = commune_report(code, run.store.warehouse)
+        assert {i["source"]: i["version"] for i in report["inputs"]}["ore_gaz"] == new
+
+
 def test_a_bad_drop_is_refused_and_nothing_is_recomputed_from_it(demo_copy):
     run, platform = demo_copy, demo_copy.platform
     refresh_cursor = sensor_tick(run, "partner_refresh").cursor
