@@ -53,16 +53,22 @@ def full_run(home: Path, territory: str) -> float:
 def changed_network(platform, share: float):
     """The accepted gas network with `share` of its features moved by 2 m, all inside three communes."""
     import geopandas as gpd
-    import shapely
 
     store = platform.store
     frame = gpd.read_parquet(store.versions("ore_gaz").current().data_path(store))
     communes = platform.communes.set_index("code").geometry
     counts = {c: int(frame.geometry.within(g.buffer(-50)).sum()) for c, g in communes.items()}
     chosen = sorted(counts, key=counts.get, reverse=True)[:3]
-    inside = frame.index[frame.geometry.within(shapely.union_all([communes[c].buffer(-50) for c in chosen]))]
     wanted = max(1, int(round(share * len(frame))))
-    moved = inside[: min(wanted, len(inside))]
+    # the same number from each commune, so the change really touches all three
+    per_commune = [list(frame.index[frame.geometry.within(communes[c].buffer(-50))]) for c in chosen]
+    moved = []
+    while len(moved) < wanted and any(per_commune):
+        for features in per_commune:
+            if features and len(moved) < wanted:
+                moved.append(features.pop(0))
+    chosen = [c for c, g in zip(chosen, (communes[c] for c in chosen))
+              if frame.loc[moved].geometry.within(g.buffer(-50)).any()]
     frame.loc[moved, "geometry"] = frame.loc[moved, "geometry"].translate(xoff=2.0)
     return frame, chosen, len(moved), len(frame)
 

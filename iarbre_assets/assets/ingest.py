@@ -28,8 +28,21 @@ from .source_metadata import delivery_text, raw_metadata, source_result, suite_m
 from .source_specs import by_commune_spec, check_specs, inbox_spec, raw_spec, source_spec
 
 
+def _accepted_communes(platform: Platform):
+    """The accepted communes layer the coverages use, or None before its first accepted version."""
+    from .constraints import communes_layer
+
+    if platform.store.versions("communes").current() is None:
+        return None
+    return communes_layer(platform)
+
+
 def windows_signature(platform: Platform, halo: float) -> str:
-    return stable_hash({code: list(w.bounds) for code, w in platform.windows.items()} | {"halo": halo})
+    """What the per-commune hashes depend on besides the data: windows, halo and the communes' cells."""
+    communes = platform.store.versions("communes").current()
+    return stable_hash({code: list(w.bounds) for code, w in platform.windows.items()}
+                       | {"halo": halo, "extent": "owned-cells",
+                          "communes": communes.normalised_sha256 if communes else None})
 
 
 def _task(platform: Platform, source: SourceDef, fetch: bool, normalise: bool, drop: Drop | None) -> IngestTask:
@@ -50,6 +63,8 @@ def _task(platform: Platform, source: SourceDef, fetch: bool, normalise: bool, d
         territory_bounds=tuple(platform.communes.total_bounds),
         quality=platform.territory.quality,
         retention=platform.territory.retention.raw_versions,
+        communes=_accepted_communes(platform),
+        cell_m=platform.territory.grid.cell_size_m,
     )
 
 
@@ -80,15 +95,21 @@ def build_ingest_assets(platform: Platform) -> dg.AssetsDefinition:
     def _ingest(context: AssetExecutionContext, territory: TerritoryResource, warehouse: WarehouseResource):
         platform = territory.platform
         selected = context.selected_asset_keys
-        tasks, drops = [], []
-        for source in platform.sources.values():
-            fetch, normalise = raw_key(source.slug) in selected, source_key(source.slug) in selected
-            if fetch or normalise:
-                drop = _drop_for(context, platform, source) if fetch else None
-                tasks.append(_task(platform, source, fetch, normalise, drop))
-                drops.append(drop)
-        with territory.progress(context.run.run_id).stage("ingest", len(tasks), "sources") as advance:
-            results = map_tasks(run_ingest, tasks, progress=advance)
+        chosen = [(source, raw_key(source.slug) in selected, source_key(source.slug) in selected)
+                  for source in platform.sources.values()]
+        chosen = [c for c in chosen if c[1] or c[2]]
+        # The communes layer first: the other sources' per-commune hashes use the cells it gives each commune.
+        layer_first = [c for c in chosen if c[0].slug == "communes"]
+        batches = [layer_first, [c for c in chosen if c[0].slug != "communes"]] if layer_first else [chosen]
+        tasks, drops, results = [], [], []
+        with territory.progress(context.run.run_id).stage("ingest", len(chosen), "sources") as advance:
+            for batch in batches:
+                batch_drops = [_drop_for(context, platform, source) if fetch else None for source, fetch, _ in batch]
+                batch_tasks = [_task(platform, source, fetch, normalise, drop)
+                               for (source, fetch, normalise), drop in zip(batch, batch_drops)]
+                results += map_tasks(run_ingest, batch_tasks, progress=advance)
+                tasks += batch_tasks
+                drops += batch_drops
         failures = []
         for task, drop, result in zip(tasks, drops, results):
             if drop is not None:

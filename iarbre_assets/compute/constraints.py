@@ -128,7 +128,7 @@ def union_method_for(factor: FactorDef, geometry: str) -> str:
 def _footprint(task: FootprintTask) -> tuple[dict, np.ndarray]:
     """Compute and write one footprint: (sidecar record, the polygons written)."""
     frame = _factor_frame(task.sources)
-    cells = None if task.communes is None else _owned_area(task.communes, task.commune, task.window)
+    cells = None if task.communes is None else owned_area(task.communes, task.commune, task.window)
     footprint = factor_footprint(frame, task.factor, bounds=task.window.bounds, union_method=task.union_method,
                                  cells=cells)
     out = task.store.footprint(task.factor.slug, task.commune)
@@ -210,7 +210,7 @@ def _owned_cells(communes: CommuneLayer, code: str, window: Window) -> np.ndarra
     return _cached(("mask", communes.path, communes.codes, communes.code_field, code, window), build)
 
 
-def _owned_area(communes: CommuneLayer, code: str, window: Window) -> CellArea:
+def owned_area(communes: CommuneLayer, code: str, window: Window) -> CellArea:
     """The owned cells as a CellArea (cached too; ~1/4 of the mask's size)."""
 
     def build():

@@ -13,16 +13,21 @@ from __future__ import annotations
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import geopandas as gpd
 
 from ..catalog import FactorDef, SourceDef
 from ..geo.change_detection import changed_windows, window_hashes
+from ..geo.grid import window_for_bounds
 from ..store import Store
 from ..store.geoparquet import write_source_version
 from ..store.raw import RawVersion, utc_now
 from ..store.files import file_sha256
 from ..store.versions import SourceVersion, SourceVersions, version_id
+
+if TYPE_CHECKING:
+    from .constraints import CommuneLayer
 
 
 @dataclass
@@ -41,6 +46,9 @@ class IngestTask:
     territory_bounds: tuple[float, float, float, float]
     quality: object
     retention: int
+    # the accepted communes layer: a commune's hash covers the features that can reach its cells
+    communes: "CommuneLayer | None" = None
+    cell_m: float = 5.0
 
 
 @dataclass
@@ -164,7 +172,7 @@ def _normalise(task: IngestTask, home: Store, result: IngestResult) -> None:
     write_source_version(normalised, path)
     record.normalised_sha256 = file_sha256(path)
     if task.factors:
-        record.window_hashes = window_hashes(normalised, task.windows, task.halo_m)
+        record.window_hashes = window_hashes(normalised, task.windows, task.halo_m, _reach_cells(task))
         record.report["windows_signature"] = task.windows_signature
         result.changed_communes = changed_windows(current.window_hashes if current else None, record.window_hashes)
     versions.accept(record)
@@ -180,10 +188,21 @@ def _unchanged(task: IngestTask, home: Store, versions: SourceVersions, current:
     result.data_path = str(current.data_path(home))
     if task.factors and current.report.get("windows_signature") != task.windows_signature:
         data = gpd.read_parquet(current.data_path(home))
-        hashes = window_hashes(data, task.windows, task.halo_m)
+        hashes = window_hashes(data, task.windows, task.halo_m, _reach_cells(task))
         result.changed_communes = changed_windows(current.window_hashes, hashes)
         current.window_hashes = hashes
         current.report["windows_signature"] = task.windows_signature
         versions.accept(current)
     if task.source.slug in {"communes", "iris"}:
         result.layer_frame = gpd.read_parquet(current.data_path(home))
+
+
+def _reach_cells(task: IngestTask) -> dict | None:
+    """The cells each commune owns (cached in the worker, shared with the footprints), or None before the
+    communes layer has been accepted (every window then counts as changed anyway)."""
+    if task.communes is None:
+        return None
+    from .constraints import owned_area
+
+    return {code: owned_area(task.communes, code, window_for_bounds(bounds, cell=task.cell_m))
+            for code, bounds in task.windows.items()}

@@ -199,8 +199,8 @@ def test_masks_are_computed_once_per_commune_and_window(setting):
     first = C._owned_cells(setting["layer"], "001", window)
     assert C._owned_cells(setting["layer"], "001", window) is first
     assert not first.flags.writeable
-    area = C._owned_area(setting["layer"], "001", window)
-    assert C._owned_area(setting["layer"], "001", window) is area
+    area = C.owned_area(setting["layer"], "001", window)
+    assert C.owned_area(setting["layer"], "001", window) is area
     # the footprint selection uses it: only features reaching the owned cells
     frame = C.read_source(setting["source"].path)
     fp = factor_footprint(frame, setting["factor"], bounds=window.bounds, cells=area)

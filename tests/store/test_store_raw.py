@@ -81,3 +81,31 @@ def test_window_hashes_change_only_where_features_changed():
     edge = frame.copy()
     edge.loc[1, "geometry"] = LineString([(95, 5), (99, 5)])
     assert changed_windows(before, window_hashes(edge, windows, halo_m=10)) == ["B"]
+
+
+def test_a_commune_hash_ignores_features_in_its_bounding_box_that_cannot_reach_its_cells():
+    """An L-shaped commune's box covers its neighbour's corner: a change there is not the L's change."""
+    import geopandas as gpd
+    import numpy as np
+    from shapely.geometry import LineString
+
+    from iarbre_assets.geo.footprint import CellArea
+
+    # A owns the left column and the bottom row of a 100 m x 100 m window (5 m cells); B owns the rest.
+    owned = np.zeros((20, 20), dtype=bool)
+    owned[:, :4] = True
+    owned[16:, :] = True
+    cells = {"A": CellArea.from_mask(owned, 0, 100, 5), "B": CellArea.from_mask(~owned, 0, 100, 5)}
+    windows = {"A": (0, 0, 100, 100), "B": (20, 20, 100, 100)}
+    frame = gpd.GeoDataFrame({"gid": [1, 2]}, geometry=[LineString([(70, 70), (75, 70)]), LineString([(2, 50), (2, 60)])],
+                             crs="EPSG:2154")
+    before = window_hashes(frame, windows, halo_m=3, cells=cells)
+    moved = frame.copy()
+    moved.loc[0, "geometry"] = LineString([(72, 70), (77, 70)])  # deep in B, far from A's cells
+    assert changed_windows(before, window_hashes(moved, windows, halo_m=3, cells=cells)) == ["B"]
+    # without the cells, A's box alone would have counted it
+    assert changed_windows(window_hashes(frame, windows, halo_m=3), window_hashes(moved, windows, halo_m=3)) == ["A", "B"]
+    # a change within the halo of A's cells is A's too
+    near = frame.copy()
+    near.loc[0, "geometry"] = LineString([(70, 21), (75, 21)])  # 1 m above A's bottom row (y < 20)
+    assert changed_windows(before, window_hashes(near, windows, halo_m=3, cells=cells)) == ["A", "B"]
