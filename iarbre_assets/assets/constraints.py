@@ -64,7 +64,7 @@ def communes_layer(platform: Platform) -> CommuneLayer:
 
 def factor_code_version(factor: FactorDef) -> str:
     """What changes a footprint: filters, buffer, union, simplify, sources. Not the weight."""
-    return "fp1-" + stable_hash(factor.model_dump(mode="json", by_alias=True, exclude={"weight", "label", "meta"}))
+    return "fp2-" + stable_hash(factor.model_dump(mode="json", by_alias=True, exclude={"weight", "label", "meta"}))
 
 
 def _footprint_spec(platform: Platform, factor: FactorDef) -> dg.AssetSpec:

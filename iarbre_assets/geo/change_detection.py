@@ -3,10 +3,10 @@
 A partner update that touches features in one commune changes that commune's hash, and the hash of any
 neighbour whose halo reaches those features, and nothing else: only those communes are recomputed.
 
-With `cells` (the cells each commune owns, see footprint.CellArea), a commune's features are those whose
-bounding box, grown by the halo, touches a block holding one of its cells: the rule the footprints use with
-the halo (>= every factor's reach) in place of the reach, so every feature a footprint of the commune can
-read is hashed. Without it, the features in the window's bounding box grown by the halo: on real communes
+With `cells` (the cells each commune owns, see footprint.CellArea), a commune's features are those that may
+come within the halo of one of its cells (`CellArea.reaching`): the rule the footprints use, with the halo
+(>= every factor's reach) in place of the reach, so every feature a footprint of the commune can read is
+hashed. Without it, the features in the window's bounding box grown by the halo: on real communes
 those boxes overlap far more than the communes do (docs/decisions.md D24).
 """
 
@@ -39,16 +39,16 @@ def row_digests(gdf: gpd.GeoDataFrame) -> np.ndarray:
 def window_hashes(gdf: gpd.GeoDataFrame, windows: dict[str, tuple[float, float, float, float]], halo_m: float,
                   cells: dict[str, CellArea] | None = None) -> dict[str, str]:
     """Hash, per window code, the features intersecting the window grown by `halo_m` (and, for the codes in
-    `cells`, whose bounding box grown by `halo_m` touches one of those cells)."""
+    `cells`, that may come within `halo_m` of one of those cells)."""
     digests = row_digests(gdf) if len(gdf) else np.empty(0, dtype="S16")
     tree = shapely.STRtree(gdf.geometry.values) if len(gdf) else None
-    bounds = shapely.bounds(gdf.geometry.values) if len(gdf) else np.empty((0, 4))
+    geoms = gdf.geometry.values
     result = {}
     for code, (minx, miny, maxx, maxy) in sorted(windows.items()):
         box = shapely.box(minx - halo_m, miny - halo_m, maxx + halo_m, maxy + halo_m)
         hits = tree.query(box, predicate="intersects") if tree is not None else np.empty(0, dtype=int)
         if cells is not None and code in cells and len(hits):
-            hits = hits[cells[code].reached_by(bounds[hits], halo_m)]
+            hits = hits[cells[code].reaching(geoms[hits], halo_m)]
         selected = np.sort(digests[hits]) if len(hits) else np.empty(0, dtype="S16")
         result[code] = hashlib.sha256(b"".join(selected.tolist()) + str(len(selected)).encode()).hexdigest()[:32]
     return result

@@ -142,6 +142,11 @@ class CellArea:
     tests: a summed-area table of the cells, aggregated in blocks of `block` x `block` cells (a block counts
     when it holds one of the cells), so a test costs four lookups whatever the feature.
 
+    With an `outline` (a polygon holding the centre of every one of the cells, e.g. the commune), `reaching`
+    then tests the geometry itself: within the distance of the outline grown by half a cell's diagonal, the
+    farthest a point of a cell lies from its centre. Long diagonal lines, whose boxes cover much more than
+    they do, stop reaching the neighbours they do not come near.
+
     Tests err on the side of inclusion (blocks, and a 1 mm tolerance on bounding boxes), never exclusion.
     """
 
@@ -149,10 +154,14 @@ class CellArea:
     ymax: float
     size: float  # block edge in metres
     table: np.ndarray  # (rows + 1, cols + 1) int32, table[i, j] = blocks holding cells in rows < i, cols < j
+    outline: object = None  # shapely geometry holding every cell centre, or None
+    margin: float = 0.0  # half a cell's diagonal
 
     @classmethod
-    def from_mask(cls, mask: np.ndarray, xmin: float, ymax: float, cell: float, block: int = 4) -> "CellArea":
-        """mask: bool (height, width) on the window whose top-left corner is (xmin, ymax), cells of `cell` m."""
+    def from_mask(cls, mask: np.ndarray, xmin: float, ymax: float, cell: float, block: int = 4,
+                  outline=None) -> "CellArea":
+        """mask: bool (height, width) on the window whose top-left corner is (xmin, ymax), cells of `cell` m.
+        outline: optional geometry containing the centre of every cell of the mask."""
         mask = np.asarray(mask, dtype=bool)
         h, w = mask.shape
         rows, cols = -(-h // block), -(-w // block)
@@ -161,7 +170,19 @@ class CellArea:
         blocks = padded.reshape(rows, block, cols, block).any(axis=(1, 3))
         table = np.zeros((rows + 1, cols + 1), dtype=np.int32)
         np.cumsum(np.cumsum(blocks, axis=0, dtype=np.int32), axis=1, out=table[1:, 1:])
-        return cls(float(xmin), float(ymax), float(cell) * block, table)
+        if outline is not None:
+            shapely.prepare(outline)
+        return cls(float(xmin), float(ymax), float(cell) * block, table, outline, float(cell) * 2 ** 0.5 / 2)
+
+    def reaching(self, geoms: np.ndarray, distance: float) -> np.ndarray:
+        """bool per geometry: it may come within `distance` of one of the cells (bounding box on the blocks,
+        then, with an outline, the geometry itself). Empty or missing geometries reach nothing."""
+        geoms = np.asarray(geoms, dtype=object)
+        hit = self.reached_by(shapely.bounds(geoms), distance)
+        if self.outline is not None and hit.any():
+            idx = np.flatnonzero(hit)
+            hit[idx] = shapely.dwithin(geoms[idx], self.outline, distance + self.margin + 1e-3)
+        return hit
 
     def reached_by(self, bounds: np.ndarray, distance: float) -> np.ndarray:
         """bool per row of `bounds` ((n, 4) minx, miny, maxx, maxy): the box grown by `distance` touches a
@@ -204,9 +225,9 @@ def factor_footprint(
       for every commune: its spatial index is built once and cached by geopandas.
     bounds: (minx, miny, maxx, maxy); when given, only features within the factor's reach of it are used
       (spatial index), so a commune window plus halo is cheap. The output is not clipped.
-    cells: a CellArea (e.g. the cells a commune owns); when given, only the features whose bounding box,
-      grown by the factor's reach, touches one of its cells are used as well (on top of `bounds`): every
-      feature whose footprint can cover part of those cells, and few others.
+    cells: a CellArea (e.g. the cells a commune owns); when given, only the features that may come within
+      the factor's reach of one of its cells (`CellArea.reaching`) are used as well (on top of `bounds`):
+      every feature whose footprint can cover part of those cells, and few others.
     union: override the catalogue's `factor.union` (None = catalogue); `parts` are always returned.
     union_method: "overlay" (default) unions the buffered features exactly as published (GEOS overlay,
       disjoint subsets). "merge_lines", for line features with a fixed buffer and no simplification
@@ -251,7 +272,7 @@ def factor_footprint(
             keep = gdf.sindex.query(box, predicate="intersects")
         if cells is not None:
             candidates = np.arange(len(gdf)) if keep is None else keep
-            reaching = cells.reached_by(shapely.bounds(gdf.geometry.values[candidates]), reach)
+            reaching = cells.reaching(gdf.geometry.values[candidates], reach)
             keep = candidates[reaching]
         selected = columns.iloc[np.sort(keep)]  # positions in gdf's (cached) spatial index = in columns
     selected = select_features(selected, factor.where)

@@ -265,6 +265,32 @@ def test_footprint_for_cells_keeps_what_reaches_them_and_covers_them_identically
     assert full[owned].any() and full[~owned].any()
     assert np.array_equal(coverage_percent(mine.polygons, window)[owned], full[owned])
     assert np.array_equal(coverage_percent(mine.parts, window, mask=owned)[owned], full[owned])
+    # with the commune's outline, the geometry is tested too: fewer features, still every one reaching
+    outlined = CellArea.from_mask(owned, window.xmin, window.ymax, window.cell, outline=commune)
+    near = factor_footprint(lines, gaz, bounds=window.bounds, cells=outlined)
+    assert len(reaching) <= near.stats["features_selected"] <= mine.stats["features_selected"]
+    assert np.array_equal(coverage_percent(near.parts, window, mask=owned)[owned], full[owned])
+    assert np.array_equal(coverage_percent(near.polygons, window)[owned], full[owned])
+
+
+def test_a_long_diagonal_line_reaches_only_the_cells_it_comes_near():
+    from iarbre_assets.geo.footprint import CellArea
+
+    # one owned cell in the top-left corner of a 100 m x 100 m window; a line from the bottom-left to the
+    # top-right corner: its box holds every cell, the line passes 95 / sqrt(2) = 67.18 m from the cell's
+    # centre, 67.08 m from the outline (a 0.1 m disc around the centre)
+    mask = np.zeros((20, 20), dtype=bool)
+    mask[0, 0] = True
+    centre = shapely.Point(X0 + 2.5, Y0 - 2.5)
+    boxed = CellArea.from_mask(mask, X0, Y0, 5.0, block=1)
+    outlined = CellArea.from_mask(mask, X0, Y0, 5.0, block=1, outline=centre.buffer(0.1))
+    line = shapely.LineString([(X0, Y0 - 100), (X0 + 100, Y0)])
+    short = shapely.LineString([(X0 + 6, Y0 - 1), (X0 + 9, Y0 - 1)])  # 3.5 m east of the centre
+    geoms = np.array([line, short, None], dtype=object)
+    assert boxed.reaching(geoms, 2.0).tolist() == [True, True, False]
+    assert outlined.reaching(geoms, 2.0).tolist() == [False, True, False]  # 3.5 <= 2 + half diagonal 3.54
+    assert outlined.reaching(geoms, 64.0).tolist() == [True, True, False]  # 67.08 <= 64 + 3.54
+    assert not outlined.reaching(geoms, 63.0)[0]  # 67.08 > 63 + 3.54
 
 
 def test_footprint_names_the_columns_when_a_filter_field_is_missing(catalogue):
