@@ -7,6 +7,7 @@ unknown fields, unknown sources or meta-factors, duplicate slugs and out-of-rang
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import timedelta
 from typing import Annotated, Literal, Union
 
@@ -212,7 +213,9 @@ class Where(Strict):
 
     @property
     def values(self) -> list:
-        return list(self.in_ if self.in_ is not None else self.not_in)
+        """The listed values, text in Unicode NFC (as normalisation stores source text)."""
+        listed = self.in_ if self.in_ is not None else self.not_in
+        return [unicodedata.normalize("NFC", v) if isinstance(v, str) else v for v in listed]
 
     @property
     def negated(self) -> bool:

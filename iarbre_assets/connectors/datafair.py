@@ -3,10 +3,16 @@
 Page body: {"total": N, "results": [record, ...], "next": "<absolute url>"}. Each record carries its
 geometry as a GeoJSON *string* (EPSG:4326) in `geometry_field`; every other attribute is kept (the
 reference dropped them, and with them the network type and depth).
+
+Paging stops, refused, as soon as it cannot be right: more records than `total`, a page of records
+already received (same `_id`, or the same page again under a fresh cursor), a `next` seen before, an
+empty page with a `next`, or a `total` that changes. A server minting fresh cursors forever is stopped
+after `total` records, not after MAX_PAGES pages.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import geopandas as gpd
@@ -51,6 +57,8 @@ def fetch(source_def, *, url: str, client: HttpClient, **_ignored) -> Payload:
     params.update(loc.params)
     pages: list[bytes] = []
     seen: set[str] = set()
+    page_digests: dict[str, int] = {}
+    record_ids: set = set()
     total = None
     received = 0
     next_url, next_params = url, params
@@ -73,6 +81,20 @@ def fetch(source_def, *, url: str, client: HttpClient, **_ignored) -> Payload:
             if next_url in seen:
                 raise MalformedResponse(source, where, f"'next' points back to an earlier page: {redact_url(next_url)}")
             seen.add(next_url)
+        if received > total:
+            raise MalformedResponse(source, where, f"received {received} records by page {len(pages)}, more than "
+                                                   f"the {total} 'total' declares: paging does not end")
+        digest = hashlib.sha256(json.dumps(page["results"], sort_keys=True).encode()).hexdigest()
+        if page["results"] and digest in page_digests:
+            raise MalformedResponse(source, where, f"page {len(pages)} repeats the records of page "
+                                                   f"{page_digests[digest]}: paging does not end")
+        page_digests.setdefault(digest, len(pages))
+        ids = [r["_id"] for r in page["results"] if isinstance(r, dict) and isinstance(r.get("_id"), (str, int))]
+        again = [i for i in ids if i in record_ids]
+        if again:
+            raise MalformedResponse(source, where, f"page {len(pages)} returns {len(again)} record(s) already "
+                                                   f"received (_id {again[0]!r}): paging does not end")
+        record_ids.update(ids)
     if received != total:
         raise MalformedResponse(source, redact_url(url_with_params(url, params)),
                                 f"received {received} records in {len(pages)} pages but 'total' is {total}")

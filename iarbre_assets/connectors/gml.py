@@ -292,7 +292,7 @@ class _Builder:
         if crs is None and self.default_srs:
             crs = parse_srs_name(self.default_srs)[0]
         n = len(self.rows)
-        geometry = shapely.from_wkb(np.array(self.wkb, dtype=object)) if n else np.array([], dtype=object)
+        geometry, rings_closed = self._geometries() if n else (np.array([], dtype=object), 0)
         data = {}
         if any(v is not None for v in self.ids):
             data["gml_id"] = pd.Series(self.ids, dtype=object)
@@ -301,7 +301,28 @@ class _Builder:
             data[name if name != "gml_id" or "gml_id" not in data else f"{name}_"] = pd.Series(
                 [row.get(name) for row in rows], dtype=object)
         frame = pd.DataFrame(data, index=pd.RangeIndex(n))
-        return gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, index=frame.index), crs=crs)
+        out = gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometry, index=frame.index), crs=crs)
+        out.attrs["rings_closed"] = rings_closed
+        return out
+
+    def _geometries(self) -> tuple[np.ndarray, int]:
+        """All geometries in one vectorised call; when GEOS refuses some (a ring whose last point is not its
+        first), those rings are closed and counted, and anything still unreadable is refused by feature id."""
+        wkb = np.array(self.wkb, dtype=object)
+        try:
+            return shapely.from_wkb(wkb), 0
+        except shapely.errors.GEOSException:
+            pass
+        geometry = shapely.from_wkb(wkb, on_invalid="ignore")
+        broken = np.flatnonzero(shapely.is_missing(geometry) & np.array([w is not None for w in self.wkb]))
+        fixed = shapely.from_wkb(wkb[broken], on_invalid="fix")
+        still = broken[shapely.is_missing(fixed)]
+        if len(still):
+            names = [str(self.ids[i] or f"#{i + 1}") for i in still[:5]]
+            raise MalformedResponse(self.source, self.location, f"{len(still)} feature(s) have geometries GEOS "
+                                                                f"cannot read, e.g. {', '.join(names)}")
+        geometry[broken] = fixed
+        return geometry, len(broken)
 
 
 _TRUE = frozenset({"true", "1"})

@@ -2,6 +2,9 @@
 recorded for the provenance manifest.
 
 Retried: connection errors, timeouts, truncated bodies, 5xx and 429 (rate limiting asks to come back).
+A 429 or 503 with `Retry-After` (seconds or an HTTP date) is retried after that long instead of the
+back-off, up to `max_retry_after_s` (60 s by default); a server asking for longer is not waited for: the
+fetch fails at once saying so, and the source's next poll tries again.
 Not retried: other 4xx, whose answer will not change; an OGC ows:ExceptionReport body in a 4xx becomes
 ServiceExceptionReport so the service's own explanation reaches the user.
 
@@ -13,6 +16,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -72,12 +77,13 @@ class HttpClient:
     """GET with timeouts and retries. `requests` lists every attempt: url, status, bytes, elapsed_s, error."""
 
     def __init__(self, timeout_s: float = 60, retries: int = 3, backoff_s: float = 1.0,
-                 session: requests.Session | None = None):
-        if timeout_s <= 0 or retries < 0 or backoff_s < 0:
-            raise ValueError("timeout_s must be > 0, retries and backoff_s >= 0")
+                 session: requests.Session | None = None, max_retry_after_s: float = 60.0):
+        if timeout_s <= 0 or retries < 0 or backoff_s < 0 or max_retry_after_s < 0:
+            raise ValueError("timeout_s must be > 0, retries, backoff_s and max_retry_after_s >= 0")
         self.timeout_s = float(timeout_s)
         self.retries = int(retries)
         self.backoff_s = float(backoff_s)
+        self.max_retry_after_s = float(max_retry_after_s)
         self.session = session or requests.Session()
         self.session.headers.setdefault("User-Agent", USER_AGENT)
         self.requests: list[dict] = []
@@ -142,16 +148,39 @@ class HttpClient:
                         raise ServiceExceptionReport(source, shown, reason, exceptions=reports)
                     raise FetchError(source, shown, reason)
                 last = reason
-                self._sleep(attempt, attempts)
+                wait = retry_after_s(response.headers.get("Retry-After")) if status in (429, 503) else None
+                if wait is not None:
+                    record["retry_after_s"] = wait
+                    if wait > self.max_retry_after_s:
+                        raise FetchError(source, shown, f"{reason}; the server asks to retry after {wait:g} s, "
+                                                        f"more than the {self.max_retry_after_s:g} s this client "
+                                                        "waits: not retried now, the next poll will")
+                self._sleep(attempt, attempts, wait)
                 continue
             record["elapsed_s"] = round(time.monotonic() - start, 4)
             self.requests.append(record)
             self._sleep(attempt, attempts)
         raise FetchError(source, shown, f"{last} ({attempts} attempt{'s' if attempts > 1 else ''})")
 
-    def _sleep(self, attempt: int, attempts: int) -> None:
+    def _sleep(self, attempt: int, attempts: int, retry_after: float | None = None) -> None:
         if attempt < attempts:
-            time.sleep(self.backoff_s * (2 ** (attempt - 1)))
+            time.sleep(retry_after if retry_after is not None else self.backoff_s * (2 ** (attempt - 1)))
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a `Retry-After` header asks to wait (delta-seconds or HTTP date), None when absent or unreadable."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
 
 
 def _short(text: str, limit: int = 300) -> str:

@@ -24,6 +24,23 @@ ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 ZIP_LEVEL = 6
 
 
+@dataclass(frozen=True)
+class ZipLimits:
+    """What an archive may inflate to before anything is extracted (docs/operations.md "Archives").
+
+    The compression ratio counts only past `ratio_from_bytes`: small text layers compress well and are
+    harmless, a bomb is small bytes that inflate to a lot. Our own page bundles stay far below all three.
+    """
+
+    max_entries: int = 10_000
+    max_total_bytes: int = 4 * 1024**3
+    max_ratio: float = 100.0
+    ratio_from_bytes: int = 256 * 1024**2
+
+
+ZIP_LIMITS = ZipLimits()
+
+
 @dataclass
 class Payload:
     """Raw bytes of one fetch plus what the provenance manifest needs about how they were obtained.
@@ -80,22 +97,43 @@ def check_zip_entry(info: zipfile.ZipInfo, *, source: str, location: str) -> Non
         raise UnsafeInput(source, location, f"zip entry {name!r} has a '..' component; refused")
 
 
-def open_zip(data: bytes, *, source: str, location: str) -> zipfile.ZipFile:
-    """Open a zip from bytes and check every entry name before anything is read."""
+def check_zip_size(archive: zipfile.ZipFile, packed: int, limits: ZipLimits, *, source: str,
+                   location: str) -> None:
+    """Refuse an archive whose entries, once inflated, would exceed `limits`. The declared sizes bound what
+    is read: zipfile never returns more than an entry's declared size (and checks its CRC)."""
+    infos = archive.infolist()
+    if len(infos) > limits.max_entries:
+        raise UnsafeInput(source, location, f"the zip has {len(infos)} entries, more than the "
+                                            f"{limits.max_entries} accepted; refused")
+    total = sum(i.file_size for i in infos)
+    if total > limits.max_total_bytes:
+        raise UnsafeInput(source, location, f"the zip would inflate to {total / 1024**3:.2f} GiB, more than the "
+                                            f"{limits.max_total_bytes / 1024**3:.2f} GiB accepted; refused")
+    ratio = total / max(packed, 1)
+    if total > limits.ratio_from_bytes and ratio > limits.max_ratio:
+        raise UnsafeInput(source, location, f"the zip would inflate {packed} bytes to {total} ({ratio:.0f}:1, "
+                                            f"more than {limits.max_ratio:.0f}:1 accepted past "
+                                            f"{limits.ratio_from_bytes // 1024**2} MiB): a zip bomb? refused")
+
+
+def open_zip(data: bytes, *, source: str, location: str, limits: ZipLimits = ZIP_LIMITS) -> zipfile.ZipFile:
+    """Open a zip from bytes and check every entry name and the inflated size before anything is read."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
         raise MalformedResponse(source, location, f"not a readable zip archive: {exc}") from None
     for info in archive.infolist():
         check_zip_entry(info, source=source, location=location)
+    check_zip_size(archive, len(data), limits, source=source, location=location)
     return archive
 
 
-def read_bundle(data: bytes, ext: str, *, source: str, location: str = "bundle") -> list[tuple[str, bytes]]:
+def read_bundle(data: bytes, ext: str, *, source: str, location: str = "bundle",
+                limits: ZipLimits = ZIP_LIMITS) -> list[tuple[str, bytes]]:
     """The pages of a payload: [(name, bytes)] in page order; a non-zip payload is a single page."""
     if ext != "zip":
         return [(page_name(1, ext), data)]
-    with open_zip(data, source=source, location=location) as archive:
+    with open_zip(data, source=source, location=location, limits=limits) as archive:
         infos = sorted((i for i in archive.infolist() if not i.is_dir()), key=lambda i: i.filename)
         return [(info.filename, archive.read(info)) for info in infos]
 
@@ -108,6 +146,7 @@ def concat_frames(frames: list, crs):
     frames = [f.rename_geometry("geometry") if f.geometry.name != "geometry" else f for f in frames if f is not None]
     if not frames:
         return gpd.GeoDataFrame({"geometry": gpd.GeoSeries([], crs=crs)}, geometry="geometry", crs=crs)
+    rings_closed = sum(int(f.attrs.get("rings_closed", 0)) for f in frames)  # what parsers repaired, counted
     columns: list[str] = []
     for frame in frames:
         columns.extend(c for c in frame.columns if c != "geometry" and c not in columns)
@@ -119,5 +158,7 @@ def concat_frames(frames: list, crs):
         for column in columns:
             if out[column].dtype == object and any(column not in f.columns for f in frames):
                 out[column] = out[column].where(out[column].notna(), None)
-    return gpd.GeoDataFrame(out[columns], geometry=gpd.GeoSeries(out["geometry"].to_numpy(), index=out.index),
-                            crs=crs)
+    frame = gpd.GeoDataFrame(out[columns], geometry=gpd.GeoSeries(out["geometry"].to_numpy(), index=out.index),
+                             crs=crs)
+    frame.attrs["rings_closed"] = rings_closed
+    return frame

@@ -11,9 +11,11 @@ Decisions (docs/decisions.md):
   inverted holes as holes), keeping only the parts of the feature's own dimension; a feature with no such
   part left is dropped ("collapsed on repair"). Fix of reference defect #7 (invalid rows were dropped).
 - Reprojection happens before validation, so what is checked and repaired is the EPSG:2154 geometry.
-- `str` columns: surrounding whitespace is stripped and blank strings become null (counted in
-  `blank_to_null`). Nothing else is touched: no case folding, accent or internal-space change, so a
-  renamed category stays renamed and the quality suite sees it.
+- `str` columns: surrounding whitespace is stripped, blank strings become null (counted in
+  `blank_to_null`) and text is put in Unicode NFC (counted in `unicode_normalised`): a desktop tool that
+  writes `e` + combining accent (NFD) delivers the same category as one writing `é`. Nothing else is
+  touched: no case folding, accent or internal-space change, so a renamed category stays renamed and the
+  quality suite sees it.
 - `int`/`float` columns: values that do not parse (including decimal commas and non-integral values in
   an `int` column) become null and are counted in `cast_failures`; blanks become null (not failures).
 - Declared columns that are missing are not invented (listed in `missing_columns`; the suite fails).
@@ -70,11 +72,14 @@ class NormaliseReport:
     rows_in: int
     rows_out: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
+    dropped_examples: dict[str, list] = field(default_factory=dict)  # reason -> up to 5 feature ids
     repaired: int = 0
+    rings_closed: int = 0  # rings a parser closed (their last point was not their first)
     flattened_3d: int = 0
     parts_added: int = 0
     cast_failures: dict[str, int] = field(default_factory=dict)
     blank_to_null: dict[str, int] = field(default_factory=dict)
+    unicode_normalised: dict[str, int] = field(default_factory=dict)
     missing_columns: list[str] = field(default_factory=list)
     crs_in: str = ""
     crs_out: str = PLATFORM_CRS
@@ -115,15 +120,21 @@ def normalise(
     positions = np.arange(len(geoms))  # row of `gdf` each kept geometry comes from
     dropped: Counter[str] = Counter()
 
+    ids = _feature_ids(gdf)
+
     def drop(mask: np.ndarray, reason: str) -> None:
         nonlocal geoms, positions
         count = int(mask.sum())
         if count:
             dropped[reason] += count
+            examples = report.dropped_examples.setdefault(reason, [])
+            examples.extend(ids[p] for p in positions[mask][: max(0, 5 - len(examples))])
             geoms, positions = geoms[~mask], positions[~mask]
 
     drop(shapely.is_missing(geoms), DROP_NULL)
     drop(shapely.is_empty(geoms), DROP_EMPTY)
+    drop(_non_finite(geoms), DROP_NON_FINITE)  # a NaN or Inf ordinate: no repair can place the feature
+    report.rings_closed = int(gdf.attrs.get("rings_closed", 0))
 
     with_z = shapely.has_z(geoms)
     report.flattened_3d = int(with_z.sum())
@@ -139,7 +150,7 @@ def normalise(
     source_crs = CRS.from_user_input(gdf.crs)
     if source_crs != target:
         geoms = np.asarray(gpd.GeoSeries(geoms, crs=source_crs).to_crs(target).array, dtype=object)
-    drop(~np.isfinite(shapely.bounds(geoms)).all(axis=1), DROP_NON_FINITE)
+    drop(_non_finite(geoms), DROP_NON_FINITE)  # after reprojection too: a point outside the projection
 
     geoms, positions, repaired = _repair(geoms, positions, dropped)
     report.repaired = repaired
@@ -151,6 +162,10 @@ def normalise(
             report.missing_columns.append(column)
             continue
         typed, failures, blanks = _cast(attributes[column], kind)
+        if kind == "str":
+            composed = typed.str.normalize("NFC")
+            report.unicode_normalised[column] = int((composed != typed).fillna(False).sum())
+            typed = composed
         attributes[column] = typed
         report.cast_failures[column] = failures
         report.blank_to_null[column] = blanks
@@ -174,13 +189,49 @@ def normalise(
 # ----------------------------------------------------------------------------------------------
 # Geometry repair
 # ----------------------------------------------------------------------------------------------
+ID_COLUMNS = ("gml_id", "id", "gid", "_id", "fid")
+
+
+def _feature_ids(gdf: gpd.GeoDataFrame) -> list[str]:
+    """How a dropped feature is named in the report: its delivered id when there is one, else its row."""
+    for column in ID_COLUMNS:
+        if column in gdf.columns:
+            values = gdf[column].tolist()
+            return [f"{column} {v}" if v is not None and v == v else f"row {i}" for i, v in enumerate(values)]
+    return [f"row {i}" for i in range(len(gdf))]
+
+
+def _non_finite(geoms: np.ndarray) -> np.ndarray:
+    """True for the geometries holding a NaN or infinite ordinate (GEOS cannot orient or repair them)."""
+    mask = np.zeros(len(geoms), dtype=bool)
+    if len(geoms):
+        coords, index = shapely.get_coordinates(geoms, return_index=True)  # x, y (z is dropped later)
+        bad = ~np.isfinite(coords).all(axis=1)
+        mask[np.unique(index[bad])] = True
+    return mask
+
+
+def _make_valid(geoms: np.ndarray) -> np.ndarray:
+    """make_valid, one geometry at a time when GEOS refuses the batch; None where it refuses one."""
+    try:
+        return shapely.make_valid(geoms)
+    except shapely.errors.GEOSException:
+        out = np.empty(len(geoms), dtype=object)
+        for i, geom in enumerate(geoms):
+            try:
+                out[i] = shapely.make_valid(geom)
+            except shapely.errors.GEOSException:
+                out[i] = None
+        return out
+
+
 def _repair(geoms: np.ndarray, positions: np.ndarray, dropped: Counter) -> tuple[np.ndarray, np.ndarray, int]:
     invalid = ~shapely.is_valid(geoms)
     if not invalid.any():
         return geoms, positions, 0
     idx = np.flatnonzero(invalid)
     dims = shapely.get_dimensions(geoms[idx])
-    fixed = _keep_dimension(shapely.make_valid(geoms[idx]), dims)
+    fixed = _keep_dimension(_make_valid(geoms[idx]), dims)
     collapsed = shapely.is_missing(fixed) | shapely.is_empty(fixed)
     still_invalid = ~collapsed & ~shapely.is_valid(fixed)
     geoms = geoms.copy()

@@ -256,6 +256,38 @@ def test_zip_symlink_entry_is_refused(tmp_path):
         load(path)
 
 
+def test_a_zip_bomb_is_refused_before_anything_is_inflated(tmp_path):
+    """300 MiB of zeros packed in ~300 KB, beside a valid layer: refused from the declared sizes."""
+    path = tmp_path / "bomb.zip"
+    buffer = BytesIO()
+    cc46_frame().to_file(buffer, driver="GeoJSON")
+    chunk = b" " * (1024 * 1024)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("ok.geojson", buffer.getvalue())
+        with archive.open("padding.txt", "w", force_zip64=True) as entry:
+            for _ in range(300):
+                entry.write(chunk)
+    assert path.stat().st_size < 2 * 1024 * 1024
+    with pytest.raises(UnsafeInput, match=r"^partner_file: .*bomb\.zip: .*inflate .* \(\d+:1.*zip bomb"):
+        load(path)
+    assert not any(p.stat().st_size > 1024 * 1024 for p in tmp_path.rglob("*") if p.is_file() and p != path)
+
+
+def test_archive_limits_count_entries_and_total_size():
+    from iarbre_assets.connectors.payload import ZipLimits, deterministic_zip, read_bundle
+
+    bundle = deterministic_zip([(f"page-{i:05d}.json", b"{}" * 100) for i in range(5)])
+    assert len(read_bundle(bundle, "zip", source="s")) == 5
+    with pytest.raises(UnsafeInput, match="5 entries, more than the 4 accepted"):
+        read_bundle(bundle, "zip", source="s", limits=ZipLimits(max_entries=4))
+    with pytest.raises(UnsafeInput, match="inflate to 0.00 GiB, more than"):
+        read_bundle(bundle, "zip", source="s", limits=ZipLimits(max_total_bytes=999))
+    # well-compressed but small: no ratio limit below its threshold
+    assert len(read_bundle(bundle, "zip", source="s", limits=ZipLimits(max_ratio=1.0))) == 5
+    with pytest.raises(UnsafeInput, match="zip bomb"):
+        read_bundle(bundle, "zip", source="s", limits=ZipLimits(max_ratio=1.0, ratio_from_bytes=10))
+
+
 def test_relative_path_without_data_dir_is_a_fetch_error():
     with pytest.raises(FetchError, match="needs a data directory"):
         fetch_payload(file_source("espaces.geojson"), data_dir=None)

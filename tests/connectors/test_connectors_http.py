@@ -97,6 +97,38 @@ def test_429_rate_limit_is_retried():
     assert [r["status"] for r in client.requests] == [429, 200]
 
 
+def test_retry_after_is_honoured_within_its_cap():
+    with ScriptedServer([Reply(429, b"slow down", "text/plain", headers={"Retry-After": "1"}), Reply(200, b"ok")]
+                        ) as server:
+        client = HttpClient(timeout_s=2, retries=3, backoff_s=0.01)
+        start = time.monotonic()
+        assert client.get(server.url + "/x")[0] == b"ok"
+        waited = time.monotonic() - start
+    assert [r["status"] for r in client.requests] == [429, 200] and client.requests[0]["retry_after_s"] == 1.0
+    assert waited >= 1.0  # the back-off alone would have waited 0.01 s
+
+
+def test_retry_after_beyond_the_cap_fails_at_once_saying_so():
+    with ScriptedServer([Reply(503, b"maintenance", "text/plain", headers={"Retry-After": "3600"}), Reply(200, b"ok")]
+                        ) as server:
+        client = HttpClient(timeout_s=2, retries=3, backoff_s=0.01, max_retry_after_s=30)
+        with pytest.raises(FetchError, match="HTTP 503.*retry after 3600 s, more than the 30 s"):
+            client.get(server.url + "/x")
+    assert len(server.requests) == 1
+
+
+def test_retry_after_reads_seconds_and_http_dates():
+    from datetime import datetime, timezone
+
+    from iarbre_assets.connectors.http import retry_after_s
+
+    now = datetime(2026, 12, 4, 10, 0, 0, tzinfo=timezone.utc)
+    assert retry_after_s("8") == 8.0
+    assert retry_after_s("Fri, 04 Dec 2026 10:00:08 GMT", now=now) == 8.0
+    assert retry_after_s("Fri, 04 Dec 2026 09:00:00 GMT", now=now) == 0.0  # already past
+    assert retry_after_s(None) is None and retry_after_s("soon") is None and retry_after_s("") is None
+
+
 def test_extra_headers_are_sent_and_response_headers_exposed():
     with ScriptedServer([Reply(200, b"body", headers={"ETag": '"v1"', "Last-Modified": "Wed, 01 Jan 2025 00:00:00 GMT"})]
                         ) as server:

@@ -87,6 +87,36 @@ def test_datafair_next_loop_is_detected():
     assert len(server.requests) == 2  # first page, its `next` once; the same `next` again is refused
 
 
+def _fresh_cursors(results_of):
+    """A server that always answers with a new `next` cursor; `results_of(n)` gives page n's records."""
+    base = {}
+
+    def endless(path, query):
+        after = int(query.get("after", "0"))
+        page = {"total": 424, "results": results_of(after), "next": f"{base['url']}/lines?after={after + 1}"}
+        return Reply(200, json.dumps(page).encode(), "application/json")
+
+    return base, endless
+
+
+@pytest.mark.parametrize("results_of, reason, requests", [
+    # new records on every page, beyond the 424 declared: stopped once past `total` (5 pages of 100)
+    (lambda n: [{"_id": f"r{n}-{i}"} for i in range(100)], "received 500 records by page 5, more than the 424", 5),
+    # the same records again under fresh cursors (no _id)
+    (lambda n: [{"gid": i} for i in range(10)], "page 2 repeats the records of page 1", 2),
+    # records already received, mixed with new ones
+    (lambda n: [{"_id": f"r{n}"}, {"_id": "r0"}] if n else [{"_id": "r0"}], "already received .*_id 'r0'", 2),
+])
+def test_datafair_paging_that_never_ends_is_stopped_at_total_or_repeated_records(results_of, reason, requests):
+    base, endless = _fresh_cursors(results_of)
+    with ScriptedServer(endless) as server:
+        base["url"] = server.url
+        source = datafair_source(server.url + "/lines")
+        with pytest.raises(MalformedResponse, match=reason):
+            fetch_payload(source, data_dir=None, url=source.location.url, client=HttpClient(**CLIENT))
+    assert len(server.requests) == requests
+
+
 def test_datafair_dataset_file_is_deterministic_geojson_strings():
     data = write_dataset_file(gas_frame())
     assert data == write_dataset_file(gas_frame())

@@ -142,6 +142,28 @@ def test_declared_columns_typed_and_cast_failures_counted(catalogue):
     assert report.blank_to_null == {"typeespacepublic": 1, "code": 0, "gid": 0, "surfacecalc": 1}
 
 
+def test_decomposed_unicode_categories_are_the_same_category_and_counted(catalogue):
+    """A desktop tool writing NFD ("e" + U+0301) delivers the same "Espace piétonnier" as one writing NFC."""
+    import unicodedata
+
+    from iarbre_assets.geo.footprint import factor_footprint
+
+    nfd = unicodedata.normalize("NFD", "Espace piétonnier")
+    assert nfd != "Espace piétonnier"
+    out, report = normalise(layer([SQUARE] * 3, typeespacepublic=[nfd, "Espace piétonnier", "Giratoire"]),
+                            polygon_source(catalogue))
+    assert out["typeespacepublic"].tolist() == ["Espace piétonnier"] * 2 + ["Giratoire"]
+    assert report.unicode_normalised["typeespacepublic"] == 1
+    footprint = factor_footprint(out, catalogue.factor("espaces_jeux_pietonnier"))
+    assert footprint.stats["features_selected"] == 2
+    # a catalogue written in NFD matches too
+    factor = catalogue.factor("espaces_jeux_pietonnier")
+    decomposed = factor.model_copy(update={"where": [w.model_copy(update={"in_": [unicodedata.normalize("NFD", v)
+                                                                                    for v in w.values]})
+                                                     for w in factor.where]})
+    assert factor_footprint(out, decomposed).stats["features_selected"] == 2
+
+
 def test_large_integer_identifiers_parsed_exactly(catalogue):
     source = polygon_source(catalogue, columns={"gid": "int"})
     out, report = normalise(layer([SQUARE, SQUARE], gid=["9007199254740993", "x"]), source)  # 2**53 + 1
@@ -192,3 +214,34 @@ def test_fast_on_a_large_polygon_layer(catalogue):
     elapsed = time.perf_counter() - started
     assert report.repaired == int(bad.sum()) and shapely.is_valid(out.geometry.array).all()
     assert elapsed < 5.0, f"normalise took {elapsed:.1f} s for {n} polygons"
+
+
+DEGENERATE_GML = b"""<wfs:FeatureCollection xmlns:wfs="http://www.opengis.net/wfs/2.0"
+ xmlns:gml="http://www.opengis.net/gml/3.2" xmlns:a="urn:a">
+<wfs:member><a:b gml:id="b.1"><a:typeespacepublic>Giratoire</a:typeespacepublic><a:geom>
+ <gml:Polygon srsName="EPSG:2154"><gml:exterior><gml:LinearRing>
+ <gml:posList>0 0 10 0 10 10 0 10 0 0</gml:posList></gml:LinearRing></gml:exterior></gml:Polygon></a:geom></a:b></wfs:member>
+<wfs:member><a:b gml:id="b.2"><a:typeespacepublic>Giratoire</a:typeespacepublic><a:geom>
+ <gml:Polygon srsName="EPSG:2154"><gml:exterior><gml:LinearRing>
+ <gml:posList>20 0 30 0 30 10 20 10</gml:posList></gml:LinearRing></gml:exterior></gml:Polygon></a:geom></a:b></wfs:member>
+<wfs:member><a:b gml:id="b.3"><a:typeespacepublic>Giratoire</a:typeespacepublic><a:geom>
+ <gml:Polygon srsName="EPSG:2154"><gml:exterior><gml:LinearRing>
+ <gml:posList>40 0 50 0 NaN 10 40 10 40 0</gml:posList></gml:LinearRing></gml:exterior></gml:Polygon></a:geom></a:b></wfs:member>
+<wfs:member><a:b gml:id="b.4"><a:typeespacepublic>Giratoire</a:typeespacepublic><a:geom>
+ <gml:Polygon srsName="EPSG:2154"><gml:exterior><gml:LinearRing>
+ <gml:posList>60 0 INF 0 70 10 60 10 60 0</gml:posList></gml:LinearRing></gml:exterior></gml:Polygon></a:geom></a:b></wfs:member>
+</wfs:FeatureCollection>"""
+
+
+def test_unclosed_rings_are_closed_and_nan_or_inf_ordinates_dropped_naming_the_features(catalogue):
+    """The two GEOS crashes of a careless delivery: repaired or dropped, counted, and named."""
+    from iarbre_assets.connectors.gml import parse_feature_collection
+
+    parsed = parse_feature_collection(DEGENERATE_GML, source="espaces_publics", location="page.gml").features
+    assert len(parsed) == 4 and parsed.attrs["rings_closed"] == 1
+    assert parsed.geometry[1].equals(Polygon([(20, 0), (30, 0), (30, 10), (20, 10)]))
+    out, report = normalise(parsed, polygon_source(catalogue))
+    assert out["gml_id"].tolist() == ["b.1", "b.2"] and out.geometry.area.tolist() == [100.0, 100.0]
+    assert report.rings_closed == 1
+    assert report.dropped == {"non-finite coordinates": 2}
+    assert report.dropped_examples["non-finite coordinates"] == ["gml_id b.3", "gml_id b.4"]
