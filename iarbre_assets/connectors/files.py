@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import FetchError, MissingCRS, UnreadableFile
 from .gml import parse_feature_collection
-from .payload import Payload, deterministic_zip, open_zip
+from .payload import DAMAGED_ZIP, Payload, deterministic_zip, open_zip
 
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 EXTENSIONS = {".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".shp": "zip", ".zip": "zip",
@@ -120,8 +120,12 @@ def _extract_dataset(data: bytes, tmp: Path, loc, source: str, where: str) -> Pa
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                with archive.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except DAMAGED_ZIP as exc:
+                raise UnreadableFile(source, where, f"damaged zip archive: entry {info.filename!r}: "
+                                                    f"{type(exc).__name__}: {exc}") from None
     candidates = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in DATASET_SUFFIXES
                         and "__MACOSX" not in p.parts and not p.name.startswith("."))
     names = [p.relative_to(root).as_posix() for p in candidates]
@@ -145,6 +149,9 @@ def _read_file(path: Path, layer: str | None, loc, source: str, where: str) -> g
         layers = [str(name) for name, _geom in pyogrio.list_layers(path)]
     except DataSourceError as exc:
         raise UnreadableFile(source, where, f"not a readable {path.suffix.lstrip('.')} dataset: {_gdal(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(source, where, f"layer names are not UTF-8 text (byte "
+                                            f"{exc.object[exc.start:exc.start + 1]!r} at {exc.start})") from None
     if layer is not None and layer not in layers:
         raise UnreadableFile(source, where, f"no layer {layer!r}; available layers: {layers}")
     if layer is None and len(layers) > 1:
@@ -153,6 +160,10 @@ def _read_file(path: Path, layer: str | None, loc, source: str, where: str) -> g
         frame = pyogrio.read_dataframe(path, layer=layer or layers[0])
     except (DataSourceError, DataLayerError) as exc:
         raise UnreadableFile(source, where, f"cannot read layer {layer or layers[0]!r}: {_gdal(exc)}") from None
+    except UnicodeDecodeError as exc:  # GDAL hands over the text as is: GeoJSON and GML must be UTF-8
+        raise UnreadableFile(source, where, f"layer {layer or layers[0]!r} is not UTF-8 text (byte "
+                                            f"{exc.object[exc.start:exc.start + 1]!r} at {exc.start}); "
+                                            "ask the partner for UTF-8") from None
     if not isinstance(frame, gpd.GeoDataFrame):
         raise UnreadableFile(source, where, f"layer {layer or layers[0]!r} has no geometry column")
     declared = None if frame.crs is None else frame.crs

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import stat
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -39,6 +40,9 @@ class ZipLimits:
 
 
 ZIP_LIMITS = ZipLimits()
+# What reading a damaged entry raises: bad CRC or header, corrupt deflate stream, offsets out of the file,
+# a compression method zipfile does not know.
+DAMAGED_ZIP = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError)
 
 
 @dataclass
@@ -120,7 +124,7 @@ def open_zip(data: bytes, *, source: str, location: str, limits: ZipLimits = ZIP
     """Open a zip from bytes and check every entry name and the inflated size before anything is read."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except DAMAGED_ZIP as exc:
         raise MalformedResponse(source, location, f"not a readable zip archive: {exc}") from None
     for info in archive.infolist():
         check_zip_entry(info, source=source, location=location)
@@ -135,7 +139,10 @@ def read_bundle(data: bytes, ext: str, *, source: str, location: str = "bundle",
         return [(page_name(1, ext), data)]
     with open_zip(data, source=source, location=location, limits=limits) as archive:
         infos = sorted((i for i in archive.infolist() if not i.is_dir()), key=lambda i: i.filename)
-        return [(info.filename, archive.read(info)) for info in infos]
+        try:
+            return [(info.filename, archive.read(info)) for info in infos]
+        except DAMAGED_ZIP as exc:
+            raise MalformedResponse(source, location, f"damaged zip archive: {type(exc).__name__}: {exc}") from None
 
 
 def concat_frames(frames: list, crs):

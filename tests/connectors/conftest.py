@@ -53,3 +53,14 @@ def lyon_dir() -> Path:
     if not (LYON_DIR / "espacepublic2025.geojson").is_file():
         pytest.skip(f"Lyon fixtures not found in {LYON_DIR}")
     return LYON_DIR
+
+
+# Fuzz budgets (test_connectors_fuzz.py): small and reproducible in the README's test command; benchmarks/fuzz.py
+# passes --hypothesis-profile=fuzz-long (pytest's own option, read after this file is loaded).
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("fuzz-ci", max_examples=40, deadline=None, derandomize=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("fuzz-long", max_examples=300, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.load_profile("fuzz-ci")
