@@ -29,25 +29,25 @@ from .source_specs import by_commune_spec, check_specs, inbox_spec, raw_spec, so
 
 
 def _accepted_communes(platform: Platform):
-    """The accepted communes layer the coverages use, or None before its first accepted version."""
+    """(the accepted communes layer the coverages use, its normalised sha256), or (None, None) before its
+    first accepted version."""
     from .constraints import communes_layer
 
-    if platform.store.versions("communes").current() is None:
-        return None
-    return communes_layer(platform)
+    current = platform.store.versions("communes").current()
+    return (None, None) if current is None else (communes_layer(platform), current.normalised_sha256)
 
 
-def windows_signature(platform: Platform, halo: float) -> str:
+def windows_signature(platform: Platform, halo: float, communes_sha256: str | None) -> str:
     """What the per-commune hashes depend on besides the data: windows, halo and the communes' cells."""
-    communes = platform.store.versions("communes").current()
     return stable_hash({code: list(w.bounds) for code, w in platform.windows.items()}
-                       | {"halo": halo, "extent": "owned-cells",
-                          "communes": communes.normalised_sha256 if communes else None})
+                       | {"halo": halo, "extent": "owned-cells", "communes": communes_sha256})
 
 
-def _task(platform: Platform, source: SourceDef, fetch: bool, normalise: bool, drop: Drop | None) -> IngestTask:
+def _task(platform: Platform, source: SourceDef, fetch: bool, normalise: bool, drop: Drop | None,
+          communes: tuple) -> IngestTask:
     effective = as_file_source(source, drop) if drop is not None else source
     halo = platform.source_halo_m(source.slug)
+    layer, communes_sha256 = communes
     return IngestTask(
         source=effective,
         fetch=fetch,
@@ -57,13 +57,13 @@ def _task(platform: Platform, source: SourceDef, fetch: bool, normalise: bool, d
         url=platform.source_url(effective) if fetch and drop is None else None,
         commune_bboxes=[(row.code, tuple(row.geometry.bounds)) for row in platform.communes.itertuples(index=False)],
         windows={c: w.bounds for c, w in platform.windows.items()},
-        windows_signature=windows_signature(platform, halo),
+        windows_signature=windows_signature(platform, halo, communes_sha256),
         halo_m=halo,
         factors=platform.factors_of_source(source.slug),
         territory_bounds=tuple(platform.communes.total_bounds),
         quality=platform.territory.quality,
         retention=platform.territory.retention.raw_versions,
-        communes=_accepted_communes(platform),
+        communes=layer,
         cell_m=platform.territory.grid.cell_size_m,
     )
 
@@ -105,7 +105,8 @@ def build_ingest_assets(platform: Platform) -> dg.AssetsDefinition:
         with territory.progress(context.run.run_id).stage("ingest", len(chosen), "sources") as advance:
             for batch in batches:
                 batch_drops = [_drop_for(context, platform, source) if fetch else None for source, fetch, _ in batch]
-                batch_tasks = [_task(platform, source, fetch, normalise, drop)
+                communes = _accepted_communes(platform)  # after the first batch: the layer it accepted
+                batch_tasks = [_task(platform, source, fetch, normalise, drop, communes)
                                for (source, fetch, normalise), drop in zip(batch, batch_drops)]
                 results += map_tasks(run_ingest, batch_tasks, progress=advance)
                 tasks += batch_tasks

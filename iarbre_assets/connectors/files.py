@@ -141,6 +141,11 @@ def _extract_dataset(data: bytes, tmp: Path, loc, source: str, where: str) -> Pa
     raise UnreadableFile(source, where, f"the zip holds several datasets {names}; set `layer` to one of them")
 
 
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    """GDAL hands text over as is, and GeoJSON and GML must be UTF-8: say which byte is not."""
+    return f"not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at {exc.start}); ask the partner for UTF-8"
+
+
 def _read_file(path: Path, layer: str | None, loc, source: str, where: str) -> gpd.GeoDataFrame:
     import pyogrio
     from pyogrio.errors import DataSourceError, DataLayerError
@@ -150,8 +155,7 @@ def _read_file(path: Path, layer: str | None, loc, source: str, where: str) -> g
     except DataSourceError as exc:
         raise UnreadableFile(source, where, f"not a readable {path.suffix.lstrip('.')} dataset: {_gdal(exc)}") from None
     except UnicodeDecodeError as exc:
-        raise UnreadableFile(source, where, f"layer names are not UTF-8 text (byte "
-                                            f"{exc.object[exc.start:exc.start + 1]!r} at {exc.start})") from None
+        raise UnreadableFile(source, where, f"layer names {_not_utf8(exc)}") from None
     if layer is not None and layer not in layers:
         raise UnreadableFile(source, where, f"no layer {layer!r}; available layers: {layers}")
     if layer is None and len(layers) > 1:
@@ -160,10 +164,8 @@ def _read_file(path: Path, layer: str | None, loc, source: str, where: str) -> g
         frame = pyogrio.read_dataframe(path, layer=layer or layers[0])
     except (DataSourceError, DataLayerError) as exc:
         raise UnreadableFile(source, where, f"cannot read layer {layer or layers[0]!r}: {_gdal(exc)}") from None
-    except UnicodeDecodeError as exc:  # GDAL hands over the text as is: GeoJSON and GML must be UTF-8
-        raise UnreadableFile(source, where, f"layer {layer or layers[0]!r} is not UTF-8 text (byte "
-                                            f"{exc.object[exc.start:exc.start + 1]!r} at {exc.start}); "
-                                            "ask the partner for UTF-8") from None
+    except UnicodeDecodeError as exc:
+        raise UnreadableFile(source, where, f"layer {layer or layers[0]!r} {_not_utf8(exc)}") from None
     if not isinstance(frame, gpd.GeoDataFrame):
         raise UnreadableFile(source, where, f"layer {layer or layers[0]!r} has no geometry column")
     declared = None if frame.crs is None else frame.crs

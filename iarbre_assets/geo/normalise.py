@@ -120,15 +120,13 @@ def normalise(
     positions = np.arange(len(geoms))  # row of `gdf` each kept geometry comes from
     dropped: Counter[str] = Counter()
 
-    ids = _feature_ids(gdf)
-
     def drop(mask: np.ndarray, reason: str) -> None:
         nonlocal geoms, positions
         count = int(mask.sum())
         if count:
             dropped[reason] += count
             examples = report.dropped_examples.setdefault(reason, [])
-            examples.extend(ids[p] for p in positions[mask][: max(0, 5 - len(examples))])
+            examples.extend(_feature_id(gdf, p) for p in positions[mask][: max(0, 5 - len(examples))])
             geoms, positions = geoms[~mask], positions[~mask]
 
     drop(shapely.is_missing(geoms), DROP_NULL)
@@ -150,7 +148,7 @@ def normalise(
     source_crs = CRS.from_user_input(gdf.crs)
     if source_crs != target:
         geoms = np.asarray(gpd.GeoSeries(geoms, crs=source_crs).to_crs(target).array, dtype=object)
-    drop(_non_finite(geoms), DROP_NON_FINITE)  # after reprojection too: a point outside the projection
+        drop(_non_finite(geoms), DROP_NON_FINITE)  # a point outside the projection's domain
 
     geoms, positions, repaired = _repair(geoms, positions, dropped)
     report.repaired = repaired
@@ -192,13 +190,15 @@ def normalise(
 ID_COLUMNS = ("gml_id", "id", "gid", "_id", "fid")
 
 
-def _feature_ids(gdf: gpd.GeoDataFrame) -> list[str]:
+def _feature_id(gdf: gpd.GeoDataFrame, position: int) -> str:
     """How a dropped feature is named in the report: its delivered id when there is one, else its row."""
     for column in ID_COLUMNS:
         if column in gdf.columns:
-            values = gdf[column].tolist()
-            return [f"{column} {v}" if v is not None and v == v else f"row {i}" for i, v in enumerate(values)]
-    return [f"row {i}" for i in range(len(gdf))]
+            value = gdf[column].iloc[position]
+            if value is not None and value == value:
+                return f"{column} {value}"
+            break
+    return f"row {position}"
 
 
 def _non_finite(geoms: np.ndarray) -> np.ndarray:
