@@ -113,7 +113,7 @@ class Platform:
                 f"(data directory {self.data_dir}); generate the demo with `iarbre-demo` or pass --data-dir"
             )
         payload = fetch_payload(source, data_dir=self.data_dir, url=None)
-        gdf = parse_payload(source, payload.data, payload.ext).to_crs(self.crs)
+        gdf = parse_payload(source, payload.data, payload.ext, limits=self.territory.limits).to_crs(self.crs)
         missing = [c for c in (spec.code_field, spec.name_field) if c not in gdf.columns]
         if missing:
             raise PlatformError(f"{path}: communes layer has no field(s) {missing}; it has {list(gdf.columns)}")

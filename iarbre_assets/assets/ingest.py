@@ -62,6 +62,7 @@ def _task(platform: Platform, source: SourceDef, fetch: bool, normalise: bool, d
         factors=platform.factors_of_source(source.slug),
         territory_bounds=tuple(platform.communes.total_bounds),
         quality=platform.territory.quality,
+        limits=platform.territory.limits,
         retention=platform.territory.retention.raw_versions,
         communes=layer,
         cell_m=platform.territory.grid.cell_size_m,

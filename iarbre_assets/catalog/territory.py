@@ -19,6 +19,7 @@ from .models import (
     Strict,
 )
 
+from ..connectors.payload import ReadingLimits
 from ..geo.crs import PLATFORM_CRS
 
 
@@ -111,6 +112,8 @@ class Territory(Strict):
     sources: dict[Slug, Location]
     quality: QualitySpec = QualitySpec()
     retention: Retention = Retention()
+    # what one delivery may hold (archive entries and size, compression ratio, features, vertices)
+    limits: ReadingLimits = ReadingLimits()
     # set by the loader: the file this territory was read from
     file: str | None = None
 

@@ -27,6 +27,7 @@ from ..store.files import file_sha256
 from ..store.versions import SourceVersion, SourceVersions, version_id
 
 if TYPE_CHECKING:
+    from ..connectors import ReadingLimits
     from .constraints import CommuneLayer
 
 
@@ -46,6 +47,7 @@ class IngestTask:
     territory_bounds: tuple[float, float, float, float]
     quality: object
     retention: int
+    limits: "ReadingLimits"
     # the accepted communes layer: a commune's hash covers the features that can reach its cells
     communes: "CommuneLayer | None" = None
     cell_m: float = 5.0
@@ -143,7 +145,7 @@ def _normalise(task: IngestTask, home: Store, result: IngestResult) -> None:
                            status="candidate", created_at=utc_now(), origin=raw.origin, partner=source.partner)
     kept = f"The last accepted version {current.version if current else '(none)'} stays in use."
     try:
-        parsed = parse_payload(source, store.read(slug, raw.sha256), raw.ext)
+        parsed = parse_payload(source, store.read(slug, raw.sha256), raw.ext, limits=task.limits)
         normalised, report = normalise(parsed, source)
     except (ConnectorError, ValueError) as exc:
         record.reason = str(exc)

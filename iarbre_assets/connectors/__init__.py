@@ -22,6 +22,7 @@ from . import cartofriches, datafair, files, ign, wfs
 from .errors import (
     ConnectorError,
     FetchError,
+    LimitExceeded,
     MalformedResponse,
     MissingCRS,
     ServiceExceptionReport,
@@ -29,17 +30,20 @@ from .errors import (
     UnsafeInput,
 )
 from .http import HttpClient
-from .payload import Payload
+from .payload import READING_LIMITS, Payload, ReadBudget, ReadingLimits
 from .probe import Probe, probe_source
 
 __all__ = [
     "ConnectorError",
     "FetchError",
     "HttpClient",
+    "LimitExceeded",
     "MalformedResponse",
     "MissingCRS",
     "Payload",
     "Probe",
+    "READING_LIMITS",
+    "ReadingLimits",
     "ServiceExceptionReport",
     "UnreadableFile",
     "UnsafeInput",
@@ -86,6 +90,8 @@ def fetch_payload(
     return module.fetch(source_def, url=url, client=client, commune_bboxes=list(commune_bboxes or ()))
 
 
-def parse_payload(source_def, data: bytes, ext: str) -> gpd.GeoDataFrame:
-    """Rebuild the GeoDataFrame of a stored payload (no network), in the CRS the data declares."""
-    return _module(source_def).parse(source_def, data, ext)
+def parse_payload(source_def, data: bytes, ext: str, *, limits: ReadingLimits = READING_LIMITS) -> gpd.GeoDataFrame:
+    """Rebuild the GeoDataFrame of a stored payload (no network), in the CRS the data declares.
+
+    Raises LimitExceeded as soon as the payload goes past one of `limits` (the territory's)."""
+    return _module(source_def).parse(source_def, data, ext, budget=ReadBudget(source_def.slug, limits))

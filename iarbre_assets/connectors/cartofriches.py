@@ -21,7 +21,7 @@ import shapely
 
 from .errors import ConnectorError, MalformedResponse
 from .http import HttpClient, redact_url, url_with_params
-from .payload import Payload, bundle_pages, concat_frames, read_bundle
+from .payload import Payload, ReadBudget, bundle_pages, concat_frames, read_bundle
 
 CRS = "EPSG:4326"
 ID_PROPERTY = "site_id"
@@ -117,14 +117,17 @@ def fetch(source_def, *, url: str, client: HttpClient, commune_bboxes=(), **_ign
                    details=details)
 
 
-def parse(source_def, data: bytes, ext: str) -> gpd.GeoDataFrame:
+def parse(source_def, data: bytes, ext: str, budget: ReadBudget | None = None) -> gpd.GeoDataFrame:
     source = source_def.slug
+    budget = budget or ReadBudget(source)
     frames = []
     seen: set = set()
-    for name, body in read_bundle(data, ext, source=source):
+    for name, body in read_bundle(data, ext, source=source, limits=budget.limits):
         page = _page(body, source=source, location=name)
         rows, texts = [], []
-        for index, feature in enumerate(_features_of(page)):
+        features = _features_of(page)
+        budget.add_features(len(features), name)
+        for index, feature in enumerate(features):
             if not isinstance(feature, dict) or not isinstance(feature.get("properties") or {}, dict):
                 raise MalformedResponse(source, name, f"feature {index} is not a GeoJSON Feature")
             properties = dict(feature.get("properties") or {})
@@ -146,6 +149,7 @@ def parse(source_def, data: bytes, ext: str) -> gpd.GeoDataFrame:
             geometries = shapely.from_geojson(np.array(texts, dtype=object))
         except shapely.errors.GEOSException as exc:
             raise MalformedResponse(source, name, f"invalid GeoJSON geometry: {exc}") from None
+        budget.add_geometries(geometries, name)
         frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
         frames.append(gpd.GeoDataFrame(frame, geometry=gpd.GeoSeries(geometries, index=frame.index), crs=CRS))
     return concat_frames(frames, CRS)

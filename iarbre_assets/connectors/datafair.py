@@ -22,7 +22,7 @@ import shapely
 
 from .errors import MalformedResponse
 from .http import HttpClient, redact_url, url_with_params
-from .payload import Payload, bundle_pages, concat_frames, read_bundle
+from .payload import Payload, ReadBudget, bundle_pages, concat_frames, read_bundle
 
 CRS = "EPSG:4326"
 MAX_PAGES = 99_999  # page names have five digits
@@ -104,13 +104,16 @@ def fetch(source_def, *, url: str, client: HttpClient, **_ignored) -> Payload:
                    requests=client.requests[first_request:], details=details)
 
 
-def parse(source_def, data: bytes, ext: str) -> gpd.GeoDataFrame:
+def parse(source_def, data: bytes, ext: str, budget: ReadBudget | None = None) -> gpd.GeoDataFrame:
     loc = source_def.location
     source = source_def.slug
+    budget = budget or ReadBudget(source)
     frames = []
-    for name, body in read_bundle(data, ext, source=source):
+    for name, body in read_bundle(data, ext, source=source, limits=budget.limits):
         page = _page(body, source=source, location=name)
+        budget.add_features(len(page["results"]), name)
         frames.append(_records_frame(page["results"], loc.geometry_field, source=source, location=name))
+        budget.add_geometries(frames[-1].geometry.array, name)
     return concat_frames(frames, CRS)
 
 

@@ -39,6 +39,11 @@ class UnsafeInput(ConnectorError):
     """Refused input: zip entry escaping its directory or a symlink; XML with DTD/entity declarations."""
 
 
+class LimitExceeded(UnsafeInput):
+    """A delivery beyond one of its territory's reading limits (archive size, entries, ratio, features,
+    vertices): refused before it can exhaust memory or disk."""
+
+
 class MissingCRS(ConnectorError):
     """The data declares no coordinate reference system and none was configured."""
 

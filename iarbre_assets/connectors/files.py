@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import FetchError, MissingCRS, UnreadableFile
 from .gml import parse_feature_collection
-from .payload import DAMAGED_ZIP, Payload, deterministic_zip, open_zip
+from .payload import DAMAGED_ZIP, Payload, ReadBudget, deterministic_zip, open_zip
 
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 EXTENSIONS = {".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".shp": "zip", ".zip": "zip",
@@ -76,23 +76,26 @@ def _shapefile_parts(path: Path, source: str) -> list[Path]:
     return [siblings[s] for s in SHAPEFILE_PARTS if s in siblings]
 
 
-def parse(source_def, data: bytes, ext: str) -> gpd.GeoDataFrame:
+def parse(source_def, data: bytes, ext: str, budget: ReadBudget | None = None) -> gpd.GeoDataFrame:
     loc = source_def.location
     source = source_def.slug
+    budget = budget or ReadBudget(source)
     where = loc.path
     if not data:
         raise UnreadableFile(source, where, "empty file (0 bytes)")
     if ext == "gml":
-        page = parse_feature_collection(data, source=source, location=where)
+        page = parse_feature_collection(data, source=source, location=where, budget=budget)
         return _with_crs(page.features, page.crs, loc, source, where)
     if ext == "parquet":
-        return _read_parquet(data, loc, source, where)
+        frame = _read_parquet(data, loc, source, where)
+        budget.add_frame(frame, where)
+        return frame
     if ext not in {"geojson", "gpkg", "zip"}:
         raise UnreadableFile(source, where, f"unknown format {ext!r}; supported: geojson, gpkg, zip, gml, parquet")
     tmp = Path(tempfile.mkdtemp(prefix="iarbre-file-"))
     try:
         if ext == "zip":
-            path = _extract_dataset(data, tmp, loc, source, where)
+            path = _extract_dataset(data, tmp, loc, source, where, budget)
             where = f"{where}!{path.relative_to(tmp).as_posix()}"
             layer = loc.layer if path.suffix.lower() == ".gpkg" else None
             if path.suffix.lower() == ".gpkg" and loc.layer and loc.layer == path.stem:
@@ -101,15 +104,15 @@ def parse(source_def, data: bytes, ext: str) -> gpd.GeoDataFrame:
             path = tmp / f"data.{ext}"
             path.write_bytes(data)
             layer = loc.layer
-        return _read_file(path, layer, loc, source, where)
+        return _read_file(path, layer, loc, source, where, budget)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _extract_dataset(data: bytes, tmp: Path, loc, source: str, where: str) -> Path:
-    """Extract a zip inside `tmp` (names checked first) and return the one dataset file it holds."""
+def _extract_dataset(data: bytes, tmp: Path, loc, source: str, where: str, budget: ReadBudget) -> Path:
+    """Extract a zip inside `tmp` (names and sizes checked first) and return the one dataset file it holds."""
     root = tmp.resolve()
-    with open_zip(data, source=source, location=where) as archive:
+    with open_zip(data, source=source, location=where, limits=budget.limits) as archive:
         for info in archive.infolist():
             target = (root / info.filename.replace("\\", "/")).resolve()
             if not target.is_relative_to(root):  # belt and braces after check_zip_entry
@@ -146,7 +149,7 @@ def _not_utf8(exc: UnicodeDecodeError) -> str:
     return f"not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at {exc.start}); ask the partner for UTF-8"
 
 
-def _read_file(path: Path, layer: str | None, loc, source: str, where: str) -> gpd.GeoDataFrame:
+def _read_file(path: Path, layer: str | None, loc, source: str, where: str, budget: ReadBudget) -> gpd.GeoDataFrame:
     import pyogrio
     from pyogrio.errors import DataSourceError, DataLayerError
 
@@ -161,6 +164,9 @@ def _read_file(path: Path, layer: str | None, loc, source: str, where: str) -> g
     if layer is None and len(layers) > 1:
         raise UnreadableFile(source, where, f"several layers and none configured; available layers: {layers}")
     try:
+        declared = pyogrio.read_info(path, layer=layer or layers[0]).get("features", -1)
+        if declared > budget.limits.max_features - budget.features:
+            budget.add_features(declared, where)  # raises before anything is read
         frame = pyogrio.read_dataframe(path, layer=layer or layers[0])
     except (DataSourceError, DataLayerError) as exc:
         raise UnreadableFile(source, where, f"cannot read layer {layer or layers[0]!r}: {_gdal(exc)}") from None
@@ -168,6 +174,7 @@ def _read_file(path: Path, layer: str | None, loc, source: str, where: str) -> g
         raise UnreadableFile(source, where, f"layer {layer or layers[0]!r} {_not_utf8(exc)}") from None
     if not isinstance(frame, gpd.GeoDataFrame):
         raise UnreadableFile(source, where, f"layer {layer or layers[0]!r} has no geometry column")
+    budget.add_frame(frame, where)
     declared = None if frame.crs is None else frame.crs
     if path.suffix.lower() in {".geojson", ".json"}:
         declared = _geojson_crs(path, frame, loc, source, where)

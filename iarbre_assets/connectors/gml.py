@@ -156,16 +156,17 @@ def scan_feature_collection(data: bytes, *, source: str, location: str) -> GmlPa
     return _parse(data, source=source, location=location, build=False)
 
 
-def parse_feature_collection(data: bytes, *, source: str, location: str) -> GmlPage:
+def parse_feature_collection(data: bytes, *, source: str, location: str, budget=None) -> GmlPage:
     """Parse a WFS 2.0 / GML 3.2 FeatureCollection (also WFS 1.1 featureMember/featureMembers).
 
     Attributes are strings (None when empty or xsi:nil); `gml_id` holds the feature's gml:id. The first
-    geometry property is the geometry. The CRS is the srsName of the geometries (all must agree).
+    geometry property is the geometry. The CRS is the srsName of the geometries (all must agree). `budget`
+    (a payload.ReadBudget) stops the parse at the feature past its limit, and counts the vertices built.
     """
-    return _parse(data, source=source, location=location, build=True)
+    return _parse(data, source=source, location=location, build=True, budget=budget)
 
 
-def _parse(data: bytes, *, source: str, location: str, build: bool) -> GmlPage:
+def _parse(data: bytes, *, source: str, location: str, build: bool, budget=None) -> GmlPage:
     if not data or not data.strip():
         raise MalformedResponse(source, location, "empty response body (expected a GML FeatureCollection)")
     root = _guard_prolog(data, source, location)
@@ -185,12 +186,15 @@ def _parse(data: bytes, *, source: str, location: str, build: bool) -> GmlPage:
 
     state = _Builder(source, location) if build else None
     count = 0
+    allowed = budget.limits.max_features - budget.features if budget is not None else None
     try:
         for _event, elem in ET.iterparse(io.BytesIO(data), events=("end",)):
             tag = elem.tag
             if tag in _MEMBER_TAGS:
                 for feature in elem:
                     count += 1
+                    if allowed is not None and count > allowed:
+                        budget.add_features(count, location)  # raises LimitExceeded
                     if state is not None:
                         state.add(feature)
                 elem.clear()
@@ -202,6 +206,10 @@ def _parse(data: bytes, *, source: str, location: str, build: bool) -> GmlPage:
         raise MalformedResponse(source, location,
                                 f"numberReturned={number_returned} but the collection holds {count} features")
     features = state.frame() if state is not None else None
+    if budget is not None:
+        budget.add_features(count, location)
+        if features is not None:
+            budget.add_geometries(features.geometry.array, location)
     crs = None if features is None or features.crs is None else features.crs.to_string()
     return GmlPage(features, number_matched, number_returned, next_url, count=count, crs=crs)
 

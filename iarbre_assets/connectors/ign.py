@@ -47,9 +47,9 @@ def fetch(source_def, *, url: str, client: HttpClient, commune_bboxes=(), **_ign
                    details=details)
 
 
-def parse(source_def, data: bytes, ext: str) -> gpd.GeoDataFrame:
+def parse(source_def, data: bytes, ext: str, budget=None) -> gpd.GeoDataFrame:
     loc = source_def.location
-    frame = parse_pages(source_def, data, ext)
+    frame = parse_pages(source_def, data, ext, budget)
     if len(frame) == 0:
         return frame
     if loc.id_field not in frame.columns:

@@ -19,27 +19,70 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from .errors import MalformedResponse, UnsafeInput
+from .errors import LimitExceeded, MalformedResponse, UnsafeInput
 
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 ZIP_LEVEL = 6
 
 
 @dataclass(frozen=True)
-class ZipLimits:
-    """What an archive may inflate to before anything is extracted (docs/operations.md "Archives").
+class ReadingLimits:
+    """What one delivery may hold before it is refused (docs/operations.md "Limits"); a territory file
+    changes them under `limits:`.
 
-    The compression ratio counts only past `ratio_from_bytes`: small text layers compress well and are
-    harmless, a bomb is small bytes that inflate to a lot. Our own page bundles stay far below all three.
+    The archive limits are checked before anything is extracted. The compression ratio counts only past
+    `ratio_from_bytes`: small text layers compress well and are harmless, a bomb is small bytes that inflate
+    to a lot. Features are counted before a page's (or a file's) geometries are built, vertices once they
+    are, page by page, so a delivery over a limit stops at the page that crosses it.
     """
 
-    max_entries: int = 10_000
-    max_total_bytes: int = 4 * 1024**3
-    max_ratio: float = 100.0
+    max_archive_entries: int = 10_000
+    max_uncompressed_bytes: int = 4 * 1024**3
+    max_compression_ratio: float = 100.0
     ratio_from_bytes: int = 256 * 1024**2
+    max_features: int = 5_000_000
+    max_vertices: int = 80_000_000  # about 1.3 GB of coordinates in memory
+
+    def __post_init__(self):
+        for name in ("max_archive_entries", "max_uncompressed_bytes", "max_compression_ratio", "max_features",
+                     "max_vertices"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"limits.{name} must be positive, not {getattr(self, name)!r}")
+        if self.ratio_from_bytes < 0:
+            raise ValueError(f"limits.ratio_from_bytes must be >= 0, not {self.ratio_from_bytes!r}")
 
 
-ZIP_LIMITS = ZipLimits()
+READING_LIMITS = ReadingLimits()
+
+
+class ReadBudget:
+    """The features and vertices read so far from one payload, against its `ReadingLimits`."""
+
+    def __init__(self, source: str, limits: ReadingLimits = READING_LIMITS):
+        self.source = source
+        self.limits = limits
+        self.features = 0
+        self.vertices = 0
+
+    def add_features(self, count: int, location: str) -> None:
+        self.features += int(count)
+        if self.features > self.limits.max_features:
+            raise LimitExceeded(self.source, location, f"more than {self.limits.max_features} features "
+                                                       f"(limits.max_features); refused")
+
+    def add_geometries(self, geometries, location: str) -> None:
+        import shapely
+
+        self.vertices += int(shapely.get_num_coordinates(np.asarray(geometries, dtype=object)).sum())
+        if self.vertices > self.limits.max_vertices:
+            raise LimitExceeded(self.source, location, f"more than {self.limits.max_vertices} vertices "
+                                                       f"(limits.max_vertices); refused")
+
+    def add_frame(self, frame, location: str) -> None:
+        self.add_features(len(frame), location)
+        self.add_geometries(frame.geometry.array, location)
+
+
 # What reading a damaged entry raises: bad CRC or header, corrupt deflate stream, offsets out of the file,
 # a compression method zipfile does not know.
 DAMAGED_ZIP = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError)
@@ -101,26 +144,29 @@ def check_zip_entry(info: zipfile.ZipInfo, *, source: str, location: str) -> Non
         raise UnsafeInput(source, location, f"zip entry {name!r} has a '..' component; refused")
 
 
-def check_zip_size(archive: zipfile.ZipFile, packed: int, limits: ZipLimits, *, source: str,
+def check_zip_size(archive: zipfile.ZipFile, packed: int, limits: ReadingLimits, *, source: str,
                    location: str) -> None:
     """Refuse an archive whose entries, once inflated, would exceed `limits`. The declared sizes bound what
     is read: zipfile never returns more than an entry's declared size (and checks its CRC)."""
     infos = archive.infolist()
-    if len(infos) > limits.max_entries:
-        raise UnsafeInput(source, location, f"the zip has {len(infos)} entries, more than the "
-                                            f"{limits.max_entries} accepted; refused")
+    if len(infos) > limits.max_archive_entries:
+        raise LimitExceeded(source, location, f"the zip has {len(infos)} entries, more than the "
+                                              f"{limits.max_archive_entries} accepted (limits.max_archive_entries); "
+                                              f"refused")
     total = sum(i.file_size for i in infos)
-    if total > limits.max_total_bytes:
-        raise UnsafeInput(source, location, f"the zip would inflate to {total / 1024**3:.2f} GiB, more than the "
-                                            f"{limits.max_total_bytes / 1024**3:.2f} GiB accepted; refused")
+    if total > limits.max_uncompressed_bytes:
+        raise LimitExceeded(source, location, f"the zip would inflate to {total / 1024**3:.2f} GiB, more than the "
+                                              f"{limits.max_uncompressed_bytes / 1024**3:.2f} GiB accepted "
+                                              f"(limits.max_uncompressed_bytes); refused")
     ratio = total / max(packed, 1)
-    if total > limits.ratio_from_bytes and ratio > limits.max_ratio:
-        raise UnsafeInput(source, location, f"the zip would inflate {packed} bytes to {total} ({ratio:.0f}:1, "
-                                            f"more than {limits.max_ratio:.0f}:1 accepted past "
-                                            f"{limits.ratio_from_bytes // 1024**2} MiB): a zip bomb? refused")
+    if total > limits.ratio_from_bytes and ratio > limits.max_compression_ratio:
+        raise LimitExceeded(source, location, f"the zip would inflate {packed} bytes to {total} ({ratio:.0f}:1, "
+                                              f"more than {limits.max_compression_ratio:.0f}:1 accepted past "
+                                              f"{limits.ratio_from_bytes // 1024**2} MiB, "
+                                              f"limits.max_compression_ratio): a zip bomb? refused")
 
 
-def open_zip(data: bytes, *, source: str, location: str, limits: ZipLimits = ZIP_LIMITS) -> zipfile.ZipFile:
+def open_zip(data: bytes, *, source: str, location: str, limits: ReadingLimits = READING_LIMITS) -> zipfile.ZipFile:
     """Open a zip from bytes and check every entry name and the inflated size before anything is read."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -133,7 +179,7 @@ def open_zip(data: bytes, *, source: str, location: str, limits: ZipLimits = ZIP
 
 
 def read_bundle(data: bytes, ext: str, *, source: str, location: str = "bundle",
-                limits: ZipLimits = ZIP_LIMITS) -> list[tuple[str, bytes]]:
+                limits: ReadingLimits = READING_LIMITS) -> list[tuple[str, bytes]]:
     """The pages of a payload: [(name, bytes)] in page order; a non-zip payload is a single page."""
     if ext != "zip":
         return [(page_name(1, ext), data)]

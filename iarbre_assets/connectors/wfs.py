@@ -14,7 +14,7 @@ import geopandas as gpd
 from .errors import ConnectorError, MalformedResponse, MissingCRS
 from .gml import parse_feature_collection, parse_srs_name, scan_feature_collection
 from .http import HttpClient, redact_url, url_with_params, without_params
-from .payload import Payload, bundle_pages, concat_frames, read_bundle
+from .payload import Payload, ReadBudget, bundle_pages, concat_frames, read_bundle
 
 PAGING_KEYS = {"STARTINDEX", "COUNT", "BBOX"}
 MAX_PAGES = 99_999  # page names have five digits
@@ -94,13 +94,14 @@ def fetch(source_def, *, url: str, client: HttpClient, **_ignored) -> Payload:
                    requests=client.requests[first_request:], details=details)
 
 
-def parse_pages(source_def, data: bytes, ext: str) -> gpd.GeoDataFrame:
+def parse_pages(source_def, data: bytes, ext: str, budget: ReadBudget | None = None) -> gpd.GeoDataFrame:
     """Every page of a stored WFS payload as one GeoDataFrame in the CRS the pages declare."""
     source = source_def.slug
+    budget = budget or ReadBudget(source)
     frames = []
     crs_seen: dict[str, str] = {}
-    for name, body in read_bundle(data, ext, source=source):
-        page = parse_feature_collection(body, source=source, location=name)
+    for name, body in read_bundle(data, ext, source=source, limits=budget.limits):
+        page = parse_feature_collection(body, source=source, location=name, budget=budget)
         if len(page.features):
             frames.append(page.features)
             if page.crs is not None:
@@ -124,5 +125,5 @@ def _requested_crs(loc) -> str:
         return loc.srs
 
 
-def parse(source_def, data: bytes, ext: str) -> gpd.GeoDataFrame:
-    return parse_pages(source_def, data, ext)
+def parse(source_def, data: bytes, ext: str, budget: ReadBudget | None = None) -> gpd.GeoDataFrame:
+    return parse_pages(source_def, data, ext, budget)

@@ -119,7 +119,10 @@ class Inbox:
                 continue
             for path in sorted(folder.iterdir()):
                 info = path.lstat()
-                if stat.S_ISDIR(info.st_mode):
+                if stat.S_ISDIR(info.st_mode):  # never entered: a folder is seen, not read
+                    drop = Drop(partner, path, "", 0, info.st_mtime_ns)
+                    verdicts.append(Verdict(drop, None, "ignored", f"{path.name}: a folder, not a delivery; drop "
+                                                                   "a file (a shapefile's parts zipped together)"))
                     continue
                 if not stat.S_ISREG(info.st_mode):
                     what = "a symbolic link" if stat.S_ISLNK(info.st_mode) else "not a regular file"

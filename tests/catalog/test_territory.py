@@ -65,6 +65,8 @@ BAD_TERRITORIES = {
     "unknown_field": (lambda d: d.update(comunes=d["communes"]), "comunes", "Extra inputs are not permitted"),
     "bad_connector_kind": (lambda d: d["sources"]["ore_gaz"].update(kind="ftp"), "sources.ore_gaz", "kind"),
     "missing_code_field": (lambda d: d["communes"].pop("code_field"), "communes.code_field", "Field required"),
+    "unknown_limit": (lambda d: d.update(limits={"max_files": 3}), "limits.max_files", "Unexpected keyword"),
+    "limit_not_positive": (lambda d: d.update(limits={"max_vertices": 0}), "limits", "max_vertices must be positive"),
 }
 
 
@@ -90,3 +92,12 @@ def test_data_dir_resolution_ignores_the_environment(tmp_path, monkeypatch):
     # configuration reaches the code as arguments (the territory resource), never through the environment
     monkeypatch.setenv("IARBRE_DATA_DIR", str(tmp_path / "env"))
     assert territory.data_dir_path(tmp_path) == (tmp_path / "data" / "demo").resolve()
+
+
+def test_reading_limits_default_and_change_per_territory(tmp_path):
+    from iarbre_assets.connectors import READING_LIMITS
+
+    assert load_territory(territory_path("demo")).limits == READING_LIMITS
+    path = _write_variant(tmp_path, "small_limits", lambda d: d.update(limits={"max_features": 1000}))
+    limits = load_territory(path).limits
+    assert limits.max_features == 1000 and limits.max_vertices == READING_LIMITS.max_vertices

@@ -274,20 +274,53 @@ def test_a_zip_bomb_is_refused_before_anything_is_inflated(tmp_path):
 
 
 def test_archive_limits_count_entries_and_total_size():
-    from iarbre_assets.connectors.payload import ZipLimits, deterministic_zip, read_bundle
+    from iarbre_assets.connectors.payload import ReadingLimits, deterministic_zip, read_bundle
 
     bundle = deterministic_zip([(f"page-{i:05d}.json", b"{}" * 100) for i in range(5)])
     assert len(read_bundle(bundle, "zip", source="s")) == 5
     with pytest.raises(UnsafeInput, match="5 entries, more than the 4 accepted"):
-        read_bundle(bundle, "zip", source="s", limits=ZipLimits(max_entries=4))
+        read_bundle(bundle, "zip", source="s", limits=ReadingLimits(max_archive_entries=4))
     with pytest.raises(UnsafeInput, match="inflate to 0.00 GiB, more than"):
-        read_bundle(bundle, "zip", source="s", limits=ZipLimits(max_total_bytes=999))
+        read_bundle(bundle, "zip", source="s", limits=ReadingLimits(max_uncompressed_bytes=999))
     # well-compressed but small: no ratio limit below its threshold
-    assert len(read_bundle(bundle, "zip", source="s", limits=ZipLimits(max_ratio=1.0))) == 5
+    assert len(read_bundle(bundle, "zip", source="s", limits=ReadingLimits(max_compression_ratio=1.0))) == 5
     with pytest.raises(UnsafeInput, match="zip bomb"):
-        read_bundle(bundle, "zip", source="s", limits=ZipLimits(max_ratio=1.0, ratio_from_bytes=10))
+        read_bundle(bundle, "zip", source="s", limits=ReadingLimits(max_compression_ratio=1.0, ratio_from_bytes=10))
 
 
 def test_relative_path_without_data_dir_is_a_fetch_error():
     with pytest.raises(FetchError, match="needs a data directory"):
         fetch_payload(file_source("espaces.geojson"), data_dir=None)
+
+
+def _limited(path, **limits):
+    from iarbre_assets.connectors import ReadingLimits
+
+    source = file_source(path)
+    payload = fetch_payload(source, data_dir=path.parent)
+    return parse_payload(source, payload.data, payload.ext, limits=ReadingLimits(**limits))
+
+
+@pytest.mark.parametrize("fmt", ["geojson", "gpkg", "gml"])
+def test_feature_limit_refuses_a_file_naming_source_file_and_limit(tmp_path, fmt):
+    from iarbre_assets.connectors import LimitExceeded
+
+    path = tmp_path / f"espaces.{fmt}"
+    if fmt == "gml":
+        path.write_bytes(write_feature_collection(cc46_frame(), "eau:espace", srs_name="urn:ogc:def:crs:EPSG::3946"))
+    else:
+        cc46_frame().to_file(path, driver="GeoJSON" if fmt == "geojson" else "GPKG")
+    assert len(_limited(path, max_features=3)) == 3  # at the limit is accepted
+    with pytest.raises(LimitExceeded, match=rf"^partner_file: .*espaces\.{fmt}.*: more than 2 features "
+                                            r"\(limits\.max_features\); refused"):
+        _limited(path, max_features=2)
+
+
+def test_vertex_limit_counts_every_coordinate(tmp_path):
+    from iarbre_assets.connectors import LimitExceeded
+
+    path = tmp_path / "espaces.geojson"
+    cc46_frame().to_file(path, driver="GeoJSON")  # three boxes of 5 coordinates each
+    assert len(_limited(path, max_vertices=15)) == 3
+    with pytest.raises(LimitExceeded, match=r"more than 14 vertices \(limits\.max_vertices\)"):
+        _limited(path, max_vertices=14)

@@ -186,3 +186,13 @@ def test_wgs84_box_contains_the_commune():
     corners = [to_wgs.transform(x, y) for x in (bbox[0], bbox[2]) for y in (bbox[1], bbox[3])]
     assert all(lonlat.covers(shapely.Point(c)) for c in corners)
     assert 4.6 < lonlat.bounds[0] < 4.8 and 45.6 < lonlat.bounds[1] < 45.8  # 840 km E, 6510 km N: south of Lyon
+
+
+def test_feature_limit_counts_across_datafair_pages_and_stops_at_the_page_that_crosses_it(local_server, client):
+    from iarbre_assets.connectors import LimitExceeded, ReadingLimits
+
+    source = datafair_source(dataset_url(local_server), page_size=4)
+    payload = fetch_payload(source, data_dir=None, url=source.location.url, client=client)  # 4 + 4 + 1
+    assert len(parse_payload(source, payload.data, payload.ext, limits=ReadingLimits(max_features=9))) == 9
+    with pytest.raises(LimitExceeded, match=r"^ore_gaz: page-00002\.json: more than 7 features"):
+        parse_payload(source, payload.data, payload.ext, limits=ReadingLimits(max_features=7))

@@ -258,3 +258,17 @@ def test_demo_territory_source_defs_work_with_the_local_server(local_server, cli
     payload = fetch_payload(buildings, data_dir=None, url=expand_url(buildings.location.url, variables),
                             commune_bboxes=COMMUNE_BBOXES, client=client)
     assert len(parse_payload(buildings, payload.data, payload.ext)) == 31
+
+
+def test_feature_and_vertex_limits_count_across_wfs_pages(local_server, client):
+    from iarbre_assets.connectors import LimitExceeded, ReadingLimits
+
+    source = wfs_source(f"{local_server.url}/geoserver/metropole-de-lyon/ows", page_size=5)
+    payload = fetch_payload(source, data_dir=None, url=source.location.url, client=client)
+    frame = parse_payload(source, payload.data, payload.ext)
+    points = len(frame)  # trees: one vertex each
+    assert points > 5
+    with pytest.raises(LimitExceeded, match=r"page-00002\.gml: more than 6 features \(limits\.max_features\)"):
+        parse_payload(source, payload.data, payload.ext, limits=ReadingLimits(max_features=6))
+    with pytest.raises(LimitExceeded, match=rf"more than {points - 1} vertices"):
+        parse_payload(source, payload.data, payload.ext, limits=ReadingLimits(max_vertices=points - 1))
