@@ -157,9 +157,12 @@ class NormaliseSummary:
     rows_in: int
     dropped: Mapping[str, int] = field(default_factory=dict)
     cast_failures: Mapping[str, int] = field(default_factory=dict)
+    dropped_examples: Mapping[str, list] = field(default_factory=dict)  # reason -> a few feature ids
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dropped", {str(k): int(v) for k, v in self.dropped.items()})
+        object.__setattr__(self, "dropped_examples", {str(k): [str(i) for i in v][:5]
+                                                      for k, v in self.dropped_examples.items()})
         object.__setattr__(self, "cast_failures", {str(k): int(v) for k, v in self.cast_failures.items()})
 
     @property

@@ -222,7 +222,9 @@ def _normalise_summary_checks(ctx: SuiteContext) -> list[Check]:
     checks = []
     dropped = summary.dropped_total
     dropped_share = dropped / summary.rows_in if summary.rows_in else 0.0
-    reasons = ", ".join(f"{reason}: {n}" for reason, n in summary.dropped.items()) or "none"
+    reasons = ", ".join(f"{reason}: {n}" + (f" (e.g. {', '.join(summary.dropped_examples[reason])})"
+                                             if summary.dropped_examples.get(reason) else "")
+                        for reason, n in summary.dropped.items()) or "none"
 
     def dropped_ok(_frame, _gdf, share=dropped_share, n=dropped, reasons=reasons):
         return share <= tolerance, f"{n} of {summary.rows_in} features dropped ({share:.2%}) — {reasons}"

@@ -16,6 +16,7 @@ from ..automation.polls import forget_validators
 from ..catalog import SourceDef
 from ..compute.ingest import IngestResult, IngestTask, run_ingest
 from ..compute.pool import map_tasks
+from ..geo.footprint import factor_columns
 from ..geo.grid import PLATFORM_CRS, owned_cell_counts
 from ..platform import Platform
 from ..provenance.freshness import OK, source_freshness
@@ -37,10 +38,12 @@ def _accepted_communes(platform: Platform):
     return (None, None) if current is None else (communes_layer(platform), current.normalised_sha256)
 
 
-def windows_signature(platform: Platform, halo: float, communes_sha256: str | None) -> str:
-    """What the per-commune hashes depend on besides the data: windows, halo and the communes' cells."""
+def windows_signature(platform: Platform, halo: float, communes_sha256: str | None,
+                      columns: list[str] | None = None) -> str:
+    """What the per-commune hashes depend on besides the data: windows, halo, the communes' cells and the
+    attributes the factors read."""
     return stable_hash({code: list(w.bounds) for code, w in platform.windows.items()}
-                       | {"halo": halo, "extent": "owned-cells", "communes": communes_sha256})
+                       | {"halo": halo, "extent": "owned-cells", "communes": communes_sha256, "columns": columns})
 
 
 def _task(platform: Platform, source: SourceDef, fetch: bool, normalise: bool, drop: Drop | None,
@@ -57,7 +60,8 @@ def _task(platform: Platform, source: SourceDef, fetch: bool, normalise: bool, d
         url=platform.source_url(effective) if fetch and drop is None else None,
         commune_bboxes=[(row.code, tuple(row.geometry.bounds)) for row in platform.communes.itertuples(index=False)],
         windows={c: w.bounds for c, w in platform.windows.items()},
-        windows_signature=windows_signature(platform, halo, communes_sha256),
+        windows_signature=windows_signature(platform, halo, communes_sha256,
+                                            factor_columns(platform.factors_of_source(source.slug))),
         halo_m=halo,
         factors=platform.factors_of_source(source.slug),
         territory_bounds=tuple(platform.communes.total_bounds),

@@ -69,7 +69,7 @@ def thresholds(quality: QualitySpec) -> Thresholds:
 def normalise_summary(report: NormaliseReport) -> NormaliseSummary:
     """What the suite checks of a normalisation report: rows in, drops per reason, cast failures per column."""
     return NormaliseSummary(rows_in=report.rows_in, dropped=dict(report.dropped),
-                            cast_failures=dict(report.cast_failures))
+                            cast_failures=dict(report.cast_failures), dropped_examples=dict(report.dropped_examples))
 
 
 def _paging_key(source: SourceDef) -> str | None:

@@ -19,6 +19,7 @@ import geopandas as gpd
 
 from ..catalog import FactorDef, SourceDef
 from ..geo.change_detection import changed_windows, window_hashes
+from ..geo.footprint import factor_columns
 from ..geo.grid import window_for_bounds
 from ..store import Store
 from ..store.geoparquet import write_source_version
@@ -174,7 +175,8 @@ def _normalise(task: IngestTask, home: Store, result: IngestResult) -> None:
     write_source_version(normalised, path)
     record.normalised_sha256 = file_sha256(path)
     if task.factors:
-        record.window_hashes = window_hashes(normalised, task.windows, task.halo_m, _reach_cells(task))
+        record.window_hashes = window_hashes(normalised, task.windows, task.halo_m, _reach_cells(task),
+                                             factor_columns(task.factors))
         record.report["windows_signature"] = task.windows_signature
         result.changed_communes = changed_windows(current.window_hashes if current else None, record.window_hashes)
     versions.accept(record)
@@ -190,7 +192,7 @@ def _unchanged(task: IngestTask, home: Store, versions: SourceVersions, current:
     result.data_path = str(current.data_path(home))
     if task.factors and current.report.get("windows_signature") != task.windows_signature:
         data = gpd.read_parquet(current.data_path(home))
-        hashes = window_hashes(data, task.windows, task.halo_m, _reach_cells(task))
+        hashes = window_hashes(data, task.windows, task.halo_m, _reach_cells(task), factor_columns(task.factors))
         result.changed_communes = changed_windows(current.window_hashes, hashes)
         current.window_hashes = hashes
         current.report["windows_signature"] = task.windows_signature

@@ -37,9 +37,15 @@ def row_digests(gdf: gpd.GeoDataFrame) -> np.ndarray:
 
 
 def window_hashes(gdf: gpd.GeoDataFrame, windows: dict[str, tuple[float, float, float, float]], halo_m: float,
-                  cells: dict[str, CellArea] | None = None) -> dict[str, str]:
+                  cells: dict[str, CellArea] | None = None, columns: list[str] | None = None) -> dict[str, str]:
     """Hash, per window code, the features intersecting the window grown by `halo_m` (and, for the codes in
-    `cells`, that may come within `halo_m` of one of those cells)."""
+    `cells`, that may come within `halo_m` of one of those cells).
+
+    With `columns` (what the footprints read, `footprint.factor_columns`), a feature's digest covers its
+    geometry and those attributes only: an attribute no factor reads (an identifier GML delivers as text
+    and GeoJSON as a number, a label) changes no commune."""
+    if columns is not None:
+        gdf = gdf[[c for c in columns if c in gdf.columns] + [gdf.geometry.name]]
     digests = row_digests(gdf) if len(gdf) else np.empty(0, dtype="S16")
     tree = shapely.STRtree(gdf.geometry.values) if len(gdf) else None
     geoms = gdf.geometry.values

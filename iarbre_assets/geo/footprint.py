@@ -128,6 +128,14 @@ def union_parts(parts: np.ndarray) -> np.ndarray:
     return polygonal_parts([shapely.disjoint_subset_union_all(parts)])
 
 
+def factor_columns(factors: Sequence[FactorDef]) -> list[str]:
+    """The attribute columns the footprints of `factors` read (filters, buffer radius), sorted: with the
+    geometry, all a source's change can act through."""
+    columns = {w.field for factor in factors for w in factor.where}
+    columns |= {factor.buffer.radius_from for factor in factors if getattr(factor.buffer, "radius_from", None)}
+    return sorted(columns)
+
+
 def factor_reach_m(factor: FactorDef) -> float:
     """How far a feature's footprint can extend beyond the feature: buffer reach plus simplification."""
     return factor.halo_m + (factor.simplify_m or 0.0)

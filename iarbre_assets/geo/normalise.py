@@ -11,6 +11,7 @@ Decisions (docs/decisions.md):
   inverted holes as holes), keeping only the parts of the feature's own dimension; a feature with no such
   part left is dropped ("collapsed on repair"). Fix of reference defect #7 (invalid rows were dropped).
 - Reprojection happens before validation, so what is checked and repaired is the EPSG:2154 geometry.
+- Undeclared text columns are stripped and put in NFC too (counted in `unicode_normalised`), not typed.
 - `str` columns: surrounding whitespace is stripped, blank strings become null (counted in
   `blank_to_null`) and text is put in Unicode NFC (counted in `unicode_normalised`): a desktop tool that
   writes `e` + combining accent (NFD) delivers the same category as one writing `é`. Nothing else is
@@ -23,6 +24,7 @@ Decisions (docs/decisions.md):
 
 from __future__ import annotations
 
+import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
@@ -120,13 +122,16 @@ def normalise(
     positions = np.arange(len(geoms))  # row of `gdf` each kept geometry comes from
     dropped: Counter[str] = Counter()
 
+    def note(reason: str, rows: np.ndarray) -> None:
+        """Count dropped rows (positions in `gdf`) under `reason`, naming up to five."""
+        dropped[reason] += len(rows)
+        examples = report.dropped_examples.setdefault(reason, [])
+        examples.extend(_feature_id(gdf, p) for p in rows[: max(0, 5 - len(examples))])
+
     def drop(mask: np.ndarray, reason: str) -> None:
         nonlocal geoms, positions
-        count = int(mask.sum())
-        if count:
-            dropped[reason] += count
-            examples = report.dropped_examples.setdefault(reason, [])
-            examples.extend(_feature_id(gdf, p) for p in positions[mask][: max(0, 5 - len(examples))])
+        if mask.any():
+            note(reason, positions[mask])
             geoms, positions = geoms[~mask], positions[~mask]
 
     drop(shapely.is_missing(geoms), DROP_NULL)
@@ -142,7 +147,7 @@ def normalise(
     type_ids = shapely.get_type_id(geoms)
     unexpected = ~np.isin(type_ids, sorted(FAMILY_TYPE_IDS[source.geometry]))
     for type_id in np.unique(type_ids[unexpected]).tolist():
-        dropped[f"unexpected geometry type {TYPE_NAMES[type_id]}"] += int((type_ids == type_id).sum())
+        note(f"unexpected geometry type {TYPE_NAMES[type_id]}", positions[type_ids == type_id])
     geoms, positions = geoms[~unexpected], positions[~unexpected]
 
     source_crs = CRS.from_user_input(gdf.crs)
@@ -150,7 +155,7 @@ def normalise(
         geoms = np.asarray(gpd.GeoSeries(geoms, crs=source_crs).to_crs(target).array, dtype=object)
         drop(_non_finite(geoms), DROP_NON_FINITE)  # a point outside the projection's domain
 
-    geoms, positions, repaired = _repair(geoms, positions, dropped)
+    geoms, positions, repaired = _repair(geoms, positions, note)
     report.repaired = repaired
 
     # Typed once per source feature (before any split), so failures count features, not parts.
@@ -167,6 +172,9 @@ def normalise(
         attributes[column] = typed
         report.cast_failures[column] = failures
         report.blank_to_null[column] = blanks
+    for column in attributes.columns:  # undeclared text too: the same label in NFD is the same label
+        if column not in source.columns:
+            _compose_text(attributes, column, report)
 
     if source.split_multipart:
         parts, part_index = shapely.get_parts(geoms, return_index=True)
@@ -225,7 +233,9 @@ def _make_valid(geoms: np.ndarray) -> np.ndarray:
         return out
 
 
-def _repair(geoms: np.ndarray, positions: np.ndarray, dropped: Counter) -> tuple[np.ndarray, np.ndarray, int]:
+def _repair(geoms: np.ndarray, positions: np.ndarray, note) -> tuple[np.ndarray, np.ndarray, int]:
+    """make_valid the invalid geometries; those that collapse or stay invalid are dropped through
+    `note(reason, rows)`. Returns the kept geometries, their rows and how many were repaired."""
     invalid = ~shapely.is_valid(geoms)
     if not invalid.any():
         return geoms, positions, 0
@@ -240,9 +250,9 @@ def _repair(geoms: np.ndarray, positions: np.ndarray, dropped: Counter) -> tuple
     keep[idx[collapsed]] = False
     keep[idx[still_invalid]] = False
     if collapsed.any():
-        dropped[DROP_COLLAPSED] += int(collapsed.sum())
+        note(DROP_COLLAPSED, positions[idx[collapsed]])
     if still_invalid.any():
-        dropped[DROP_STILL_INVALID] += int(still_invalid.sum())
+        note(DROP_STILL_INVALID, positions[idx[still_invalid]])
     return geoms[keep], positions[keep], int((~collapsed & ~still_invalid).sum())
 
 
@@ -284,6 +294,25 @@ def _keep_dimension(repaired: np.ndarray, dims: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # Attribute typing
 # ----------------------------------------------------------------------------------------------
+def _compose_text(attributes: pd.DataFrame, column, report: "NormaliseReport") -> None:
+    """Strip and NFC the text values of an undeclared column (other values untouched, nothing typed)."""
+    values = attributes[column]
+    if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+        return
+    is_text = values.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    if not is_text.any():
+        return
+    text = values[is_text]
+    composed = text.map(lambda v: unicodedata.normalize("NFC", v.strip()))
+    changed = int((composed != text.map(str.strip)).sum())  # changed form, not just trimmed
+    if changed:
+        report.unicode_normalised[str(column)] = changed
+    if (composed != text).any():
+        values = values.astype(object).copy()
+        values[is_text] = composed
+        attributes[column] = values
+
+
 def _cast(series: pd.Series, kind: str) -> tuple[pd.Series, int, int]:
     """Return (typed series, values that could not be converted, blank strings turned into null)."""
     if kind == "str":

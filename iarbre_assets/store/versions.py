@@ -18,7 +18,8 @@ from .files import atomic_write_text
 from .raw import utc_now
 
 # Bump when normalisation changes what it produces from the same raw bytes.
-NORMALISER_VERSION = "n2"  # n2: text in NFC, NaN/Inf ordinates dropped, parser-closed rings counted
+# n2: text in NFC, NaN/Inf ordinates dropped, parser-closed rings counted; n3: undeclared text columns too
+NORMALISER_VERSION = "n3"
 
 
 @dataclass

@@ -143,7 +143,8 @@ def test_normalise_summary_from_the_report_or_its_dict(catalogue, sources):
     _, report = normalise(raw, source)
     summary = normalise_summary(report)
     assert summary == NormaliseSummary(rows_in=20, dropped={"null geometry": 2},
-                                       cast_failures={"typeespacepublic": 0, "surfacecalc": 1})
+                                       cast_failures={"typeespacepublic": 0, "surfacecalc": 1},
+                                       dropped_examples={"null geometry": ["row 0", "row 1"]})
     assert summary.dropped_total == 2 and NormaliseSummary.coerce(report.as_dict()) == summary
 
     spec = suite_spec(source, catalogue.factors, QUALITY, BOUNDS)
@@ -153,7 +154,7 @@ def test_normalise_summary_from_the_report_or_its_dict(catalogue, sources):
     assert described == [(c.name, c.column, c.description, c.evaluate(None, None)) for c in by_dict if c.evaluate]
     assert described == [
         ("normalise.dropped_share", None, "normalisation dropped at most 1.0% of the features",
-         (False, "2 of 20 features dropped (10.00%) — null geometry: 2")),
+         (False, "2 of 20 features dropped (10.00%) — null geometry: 2 (e.g. row 0, row 1)")),
         ("normalise.cast_failures", "typeespacepublic", "at most 1.0% of values fail conversion to the declared type",
          (True, "0 of 18 values not convertible to str (0.00%)")),
         ("normalise.cast_failures", "surfacecalc", "at most 1.0% of values fail conversion to the declared type",

@@ -284,7 +284,8 @@ def test_normalisation_dropping_too_much_blocks(catalogue, sources):
     result = run(layer, source, catalogue, normalise_report=report)
     assert not result.passed
     assert failed(result, "normalise.dropped_share")[0].observed == (
-        "5 of 100 features dropped (5.00%) — unexpected geometry type Point: 5")
+        "5 of 100 features dropped (5.00%) — unexpected geometry type Point: 5 (e.g. row 0, row 1, row 2, row 3, "
+        "row 4)")
 
 
 def test_result_rendering(catalogue, sources):
