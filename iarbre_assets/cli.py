@@ -104,9 +104,15 @@ def write_instance_config(dagster_home: Path) -> None:
 
 
 def instance_for(resource):
+    """The home's Dagster instance, after marking failed the runs whose `iarbre` process was killed."""
     import dagster as dg
 
-    return dg.DagsterInstance.from_config(str(resource.store.dagster_home))
+    from .runner import sweep_interrupted_runs
+
+    instance = dg.DagsterInstance.from_config(str(resource.store.dagster_home))
+    for run_id in sweep_interrupted_runs(instance):
+        print(f"run {run_id}: its process was killed before the run ended; marked failed", file=sys.stderr)
+    return instance
 
 
 def subprocess_env(resource) -> dict[str, str]:
@@ -150,6 +156,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
     resource = territory_resource(args, remember=True)
+    instance_for(resource)  # runs left STARTED by a killed `iarbre run` are shown failed, not running forever
     cmd = [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
            "-h", args.host, "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (home {resource.home}); Ctrl-C to stop")

@@ -14,6 +14,66 @@ class SelectionError(ValueError):
     pass
 
 
+# The process executing an in-process run: host, pid and the pid's start time (pids are reused).
+PROCESS_TAG = "iarbre/process"
+
+
+def process_identity(pid: int | None = None) -> str:
+    import os
+    import socket
+
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+
+
+def _start_ticks(pid: int) -> str:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), '' when unknown."""
+    try:
+        stat = open(f"/proc/{pid}/stat", encoding="ascii", errors="replace").read()
+    except OSError:
+        return ""
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _alive(identity: str) -> bool:
+    import os
+    import socket
+
+    host, _, rest = identity.partition(":")
+    pid_text, _, ticks = rest.partition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True  # another machine's run: not ours to judge
+    pid = int(pid_text)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return not ticks or _start_ticks(pid) == ticks
+
+
+def sweep_interrupted_runs(instance) -> list[str]:
+    """Mark failed the in-process runs whose process is gone (a `kill -9` of `iarbre run`): Dagster's run
+    monitoring watches the runs the daemon launched, not those executed in a CLI process. Returns their ids."""
+    import dagster as dg
+
+    swept = []
+    records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED,
+                                                               dg.DagsterRunStatus.STARTING]))
+    for record in records:
+        run = record.dagster_run
+        identity = run.tags.get(PROCESS_TAG)
+        if identity is None or _alive(identity):
+            continue
+        pid = identity.split(":")[1]
+        instance.report_run_failed(run, message=f"the process that ran it (pid {pid}) is gone, killed before the run "
+                                                "ended; marked failed by iarbre. Its outputs were never published: "
+                                                "rerun the same selection.")
+        swept.append(run.run_id)
+    return swept
+
+
 @dataclass
 class RunOutcome:
     success: bool
@@ -59,13 +119,15 @@ def materialise(defs, territory, instance, select=None, tags: dict | None = None
     from .progress import following
 
     prestart()  # workers import the geo stack and GX while this process sets the run up
+    for run_id in sweep_interrupted_runs(instance):
+        print(f"run {run_id}: its process was killed; marked failed", flush=True)
     platform = territory.platform
     selection, trimmed = resolve_selection(defs, select)
     codes = platform.commune_codes
     first, last = partitions or (codes[0], codes[-1])
     graph = defs.resolve_asset_graph()
     partitioned = selection is None or any(graph.get(k).partitions_def is not None for k in selection)
-    run_tags = {"iarbre/territory": platform.territory.name, **(tags or {})}
+    run_tags = {"iarbre/territory": platform.territory.name, PROCESS_TAG: process_identity(), **(tags or {})}
     if partitioned:
         run_tags.update({"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
     run_id = make_new_run_id()
