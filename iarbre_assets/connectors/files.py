@@ -20,10 +20,12 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import shapely
 
 from .errors import FetchError, MissingCRS, UnreadableFile
 from .gml import parse_feature_collection
 from .payload import DAMAGED_ZIP, Payload, ReadBudget, deterministic_zip, open_zip
+from .wkb import geometries_closing_rings
 
 SHAPEFILE_PARTS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
 EXTENSIONS = {".geojson": "geojson", ".json": "geojson", ".gpkg": "gpkg", ".shp": "zip", ".zip": "zip",
@@ -167,7 +169,10 @@ def _read_file(path: Path, layer: str | None, loc, source: str, where: str, budg
         declared = pyogrio.read_info(path, layer=layer or layers[0]).get("features", -1)
         if declared > budget.limits.max_features - budget.features:
             budget.add_features(declared, where)  # raises before anything is read
-        frame = pyogrio.read_dataframe(path, layer=layer or layers[0])
+        try:
+            frame = pyogrio.read_dataframe(path, layer=layer or layers[0])
+        except shapely.errors.GEOSException:  # GDAL read a ring GEOS refuses (not closed): repair and count
+            frame = _read_closing_rings(path, layer or layers[0], source, where)
     except (DataSourceError, DataLayerError) as exc:
         raise UnreadableFile(source, where, f"cannot read layer {layer or layers[0]!r}: {_gdal(exc)}") from None
     except UnicodeDecodeError as exc:
@@ -181,6 +186,23 @@ def _read_file(path: Path, layer: str | None, loc, source: str, where: str, budg
         if declared == "configured":
             return frame.set_crs(loc.crs, allow_override=True)
     return _with_crs(frame, declared, loc, source, where)
+
+
+def _read_closing_rings(path: Path, layer: str, source: str, where: str) -> gpd.GeoDataFrame:
+    """The layer read again as WKB: open rings closed and counted (frame attrs `rings_closed`), a geometry
+    still unreadable refused naming its feature."""
+    import pyogrio
+
+    attributes = pyogrio.read_dataframe(path, layer=layer, read_geometry=False)
+    meta, _fids, wkb, _fields = pyogrio.raw.read(path, layer=layer, columns=[])
+    geometry, repaired, unreadable = geometries_closing_rings(wkb)
+    if len(unreadable):
+        names = ", ".join(f"feature {i + 1}" for i in unreadable[:5])
+        raise UnreadableFile(source, where, f"{len(unreadable)} feature(s) have geometries GEOS cannot read, "
+                                            f"e.g. {names}")
+    frame = gpd.GeoDataFrame(attributes, geometry=gpd.GeoSeries(geometry, index=attributes.index), crs=meta["crs"])
+    frame.attrs["rings_closed"] = repaired
+    return frame
 
 
 def _geojson_crs(path: Path, frame: gpd.GeoDataFrame, loc, source: str, where: str):

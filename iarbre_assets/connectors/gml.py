@@ -39,7 +39,7 @@ from defusedxml import DefusedXmlException
 
 from .errors import MalformedResponse, ServiceExceptionReport, UnsafeInput
 from .ows import describe_exceptions, exception_report
-from .wkb import to_wkb
+from .wkb import geometries_closing_rings, to_wkb
 
 WFS_NS = "http://www.opengis.net/wfs/2.0"
 GML_NS = "http://www.opengis.net/gml/3.2"
@@ -316,21 +316,12 @@ class _Builder:
     def _geometries(self) -> tuple[np.ndarray, int]:
         """All geometries in one vectorised call; when GEOS refuses some (a ring whose last point is not its
         first), those rings are closed and counted, and anything still unreadable is refused by feature id."""
-        wkb = np.array(self.wkb, dtype=object)
-        try:
-            return shapely.from_wkb(wkb), 0
-        except shapely.errors.GEOSException:
-            pass
-        geometry = shapely.from_wkb(wkb, on_invalid="ignore")
-        broken = np.flatnonzero(shapely.is_missing(geometry) & np.array([w is not None for w in self.wkb]))
-        fixed = shapely.from_wkb(wkb[broken], on_invalid="fix")
-        still = broken[shapely.is_missing(fixed)]
+        geometry, repaired, still = geometries_closing_rings(np.array(self.wkb, dtype=object))
         if len(still):
             names = [str(self.ids[i] or f"#{i + 1}") for i in still[:5]]
             raise MalformedResponse(self.source, self.location, f"{len(still)} feature(s) have geometries GEOS "
                                                                 f"cannot read, e.g. {', '.join(names)}")
-        geometry[broken] = fixed
-        return geometry, len(broken)
+        return geometry, repaired
 
 
 _TRUE = frozenset({"true", "1"})

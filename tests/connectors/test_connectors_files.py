@@ -324,3 +324,15 @@ def test_vertex_limit_counts_every_coordinate(tmp_path):
     assert len(_limited(path, max_vertices=15)) == 3
     with pytest.raises(LimitExceeded, match=r"more than 14 vertices \(limits\.max_vertices\)"):
         _limited(path, max_vertices=14)
+
+
+def test_a_geojson_ring_left_open_is_closed_and_counted(tmp_path):
+    ring = [[1842500, 5176300], [1842510, 5176300], [1842510, 5176310], [1842500, 5176310]]  # no closing point
+    doc = {"type": "FeatureCollection", "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::3946"}},
+           "features": [{"type": "Feature", "properties": {"idespace": "E1"},
+                         "geometry": {"type": "Polygon", "coordinates": [ring]}}]}
+    path = tmp_path / "espaces.geojson"
+    path.write_text(__import__("json").dumps(doc))
+    _payload, frame = load(path)
+    assert frame.attrs["rings_closed"] == 1 and frame.crs == "EPSG:3946"
+    assert frame.geometry.iloc[0].equals(box(1842500, 5176300, 1842510, 5176310))
