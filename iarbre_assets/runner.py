@@ -28,8 +28,10 @@ def process_identity(pid: int | None = None) -> str:
 
 def _start_ticks(pid: int) -> str:
     """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22), '' when unknown."""
+    from pathlib import Path
+
     try:
-        stat = open(f"/proc/{pid}/stat", encoding="ascii", errors="replace").read()
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
     except OSError:
         return ""
     return stat.rpartition(")")[2].split()[19]
@@ -119,8 +121,6 @@ def materialise(defs, territory, instance, select=None, tags: dict | None = None
     from .progress import following
 
     prestart()  # workers import the geo stack and GX while this process sets the run up
-    for run_id in sweep_interrupted_runs(instance):
-        print(f"run {run_id}: its process was killed; marked failed", flush=True)
     platform = territory.platform
     selection, trimmed = resolve_selection(defs, select)
     codes = platform.commune_codes

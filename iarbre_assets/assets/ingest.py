@@ -38,8 +38,7 @@ def _accepted_communes(platform: Platform):
     return (None, None) if current is None else (communes_layer(platform), current.normalised_sha256)
 
 
-def windows_signature(platform: Platform, halo: float, communes_sha256: str | None,
-                      columns: list[str] | None = None) -> str:
+def windows_signature(platform: Platform, halo: float, communes_sha256: str | None, columns: list[str]) -> str:
     """What the per-commune hashes depend on besides the data: windows, halo, the communes' cells and the
     attributes the factors read."""
     return stable_hash({code: list(w.bounds) for code, w in platform.windows.items()}
@@ -50,6 +49,7 @@ def _task(platform: Platform, source: SourceDef, fetch: bool, normalise: bool, d
           communes: tuple) -> IngestTask:
     effective = as_file_source(source, drop) if drop is not None else source
     halo = platform.source_halo_m(source.slug)
+    factors = platform.factors_of_source(source.slug)
     layer, communes_sha256 = communes
     return IngestTask(
         source=effective,
@@ -60,10 +60,9 @@ def _task(platform: Platform, source: SourceDef, fetch: bool, normalise: bool, d
         url=platform.source_url(effective) if fetch and drop is None else None,
         commune_bboxes=[(row.code, tuple(row.geometry.bounds)) for row in platform.communes.itertuples(index=False)],
         windows={c: w.bounds for c, w in platform.windows.items()},
-        windows_signature=windows_signature(platform, halo, communes_sha256,
-                                            factor_columns(platform.factors_of_source(source.slug))),
+        windows_signature=windows_signature(platform, halo, communes_sha256, factor_columns(factors)),
         halo_m=halo,
-        factors=platform.factors_of_source(source.slug),
+        factors=factors,
         territory_bounds=tuple(platform.communes.total_bounds),
         quality=platform.territory.quality,
         limits=platform.territory.limits,

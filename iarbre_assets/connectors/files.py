@@ -166,9 +166,8 @@ def _read_file(path: Path, layer: str | None, loc, source: str, where: str, budg
     if layer is None and len(layers) > 1:
         raise UnreadableFile(source, where, f"several layers and none configured; available layers: {layers}")
     try:
-        declared = pyogrio.read_info(path, layer=layer or layers[0]).get("features", -1)
-        if declared > budget.limits.max_features - budget.features:
-            budget.add_features(declared, where)  # raises before anything is read
+        # GDAL's feature count where it is cheap (-1 otherwise): refused before anything is read
+        budget.check_features(max(0, pyogrio.read_info(path, layer=layer or layers[0]).get("features", -1)), where)
         try:
             frame = pyogrio.read_dataframe(path, layer=layer or layers[0])
         except shapely.errors.GEOSException:  # GDAL read a ring GEOS refuses (not closed): repair and count

@@ -194,7 +194,7 @@ def _parse(data: bytes, *, source: str, location: str, build: bool, budget=None)
                 for feature in elem:
                     count += 1
                     if allowed is not None and count > allowed:
-                        budget.add_features(count, location)  # raises LimitExceeded
+                        budget.check_features(count, location)  # raises LimitExceeded
                     if state is not None:
                         state.add(feature)
                 elem.clear()

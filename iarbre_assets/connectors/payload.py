@@ -64,11 +64,15 @@ class ReadBudget:
         self.features = 0
         self.vertices = 0
 
-    def add_features(self, count: int, location: str) -> None:
-        self.features += int(count)
-        if self.features > self.limits.max_features:
+    def check_features(self, count: int, location: str) -> None:
+        """Refuse, before they are read, `count` more features that would go past the limit."""
+        if self.features + count > self.limits.max_features:
             raise LimitExceeded(self.source, location, f"more than {self.limits.max_features} features "
                                                        f"(limits.max_features); refused")
+
+    def add_features(self, count: int, location: str) -> None:
+        self.check_features(count, location)
+        self.features += int(count)
 
     def add_geometries(self, geometries, location: str) -> None:
         import shapely

@@ -475,34 +475,32 @@ def _assert_fetch_refused(run, before: Snapshot, outcome, tick, slug: str, *word
     return message
 
 
-def test_a_datafair_server_minting_fresh_cursors_forever_is_stopped_at_the_repeated_page(demo_copy, endpoint,
-                                                                                       tmp_path):
+def _endless_datafair(demo_copy, endpoint, tmp_path, total: int, first_record, name: str):
+    """A data-fair server that always answers 50 records (from `first_record(n)` for the n-th request)
+    with a fresh `next` cursor and `total`, and the demo's gas source pointed at it."""
     handler, base = endpoint
 
     def answer(path, query, n):
-        page = {"total": 424, "results": _gas_records(demo_copy, 0, 50),  # the same 50 records every time
+        page = {"total": total, "results": _gas_records(demo_copy, first_record(n), 50),
                 "next": f"{base}/lines?after=cursor-{n}&size=50"}
         return 200, {"Content-Type": "application/json"}, json.dumps(page).encode()
 
     handler.answer = staticmethod(answer)
-    run = variant(demo_copy, tmp_path, lambda d: d["sources"]["ore_gaz"].update(url=f"{base}/lines", page_size=50),
-                  "demo_endless")
+    return variant(demo_copy, tmp_path, lambda d: d["sources"]["ore_gaz"].update(url=f"{base}/lines", page_size=50),
+                   name)
+
+
+def test_a_datafair_server_minting_fresh_cursors_forever_is_stopped_at_the_repeated_page(demo_copy, endpoint,
+                                                                                       tmp_path):
+    handler, _base = endpoint
+    run = _endless_datafair(demo_copy, endpoint, tmp_path, 424, lambda n: 0, "demo_endless")  # the same 50 again
     before, outcome, tick = fetch_now(run, "ore_gaz")
     _assert_fetch_refused(run, before, outcome, tick, "ore_gaz", "repeats the records of page 1")
     assert len(handler.calls) == 2  # two pages, not 3 000
 
 
 def test_a_datafair_server_returning_more_records_than_its_total_is_refused(demo_copy, endpoint, tmp_path):
-    handler, base = endpoint
-
-    def answer(path, query, n):
-        page = {"total": 60, "results": _gas_records(demo_copy, 50 * n, 50),
-                "next": f"{base}/lines?after=cursor-{n}&size=50"}
-        return 200, {"Content-Type": "application/json"}, json.dumps(page).encode()
-
-    handler.answer = staticmethod(answer)
-    run = variant(demo_copy, tmp_path, lambda d: d["sources"]["ore_gaz"].update(url=f"{base}/lines", page_size=50),
-                  "demo_beyond_total")
+    run = _endless_datafair(demo_copy, endpoint, tmp_path, 60, lambda n: 50 * n, "demo_beyond_total")
     before, outcome, tick = fetch_now(run, "ore_gaz")
     _assert_fetch_refused(run, before, outcome, tick, "ore_gaz", "total")
 
