@@ -3,6 +3,8 @@
     iarbre run         materialise every asset of a territory in one run, and say where the outputs are
     iarbre refresh     poll remote sources now (and take pending drops), then bring every output up to date
     iarbre ui          open the Dagster UI (dagster dev, with its daemon) on the same home
+    iarbre instance    the home's deployment profile: single (SQLite, in-process) or cluster (Postgres, Celery)
+    iarbre cluster     a local cluster (Postgres, Redis, Celery workers on 127.0.0.1): up, down, status, worker
     iarbre freshness   every source's freshness: content date, last fetch, cadence, status, last rejection
     iarbre inbox       every file partners dropped, and what became of it
     iarbre report      a commune's plantability summary, from the marts
@@ -78,29 +80,11 @@ def territory_resource(args: argparse.Namespace, *, remember: bool = False):
     return resource
 
 
-def write_instance_config(dagster_home: Path) -> None:
-    """A Dagster instance for the platform: no telemetry, one writer at a time on the DuckDB warehouse, one
-    consolidated SQLite event log with a pooled engine (instance_storage.py), and run monitoring so a killed
-    run is marked failed; sensors in threads and a queue read every second, for a drop's latency.
-    Rewritten whenever it names another place, so a copied home points only at itself."""
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    config = dagster_home / "dagster.yaml"
-    text = (
-        "telemetry:\n  enabled: false\n"
-        "concurrency:\n  pools:\n    granularity: op\n    default_limit: 1\n  runs:\n    max_concurrent_runs: 2\n"
-        "run_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  poll_interval_seconds: 10\n"
-        # a drop waits on two sensor ticks and two dequeues: threads keep a slow sensor (the automation's
-        # evaluation) from holding up the inbox and refresh sensors, and the queue is read every second
-        "sensors:\n  use_threads: true\n  num_workers: 4\n"
-        "auto_materialize:\n  use_threads: true\n  num_workers: 2\n"
-        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
-        "  config:\n    dequeue_interval_seconds: 1\n"
-        "event_log_storage:\n  module: iarbre_assets.instance_storage\n"
-        "  class: PooledSqliteEventLogStorage\n"
-        f"  config:\n    base_dir: {dagster_home / 'history'}\n"
-    )
-    if not config.exists() or config.read_text(encoding="utf-8") != text:
-        config.write_text(text, encoding="utf-8")
+def write_instance_config(dagster_home: Path, profile=None):
+    """dagster.yaml from the home's deployment profile (deployment/profiles.py): single by default."""
+    from .deployment.profiles import write_instance_config as write
+
+    return write(dagster_home, profile)
 
 
 def instance_for(resource):
@@ -116,17 +100,9 @@ def instance_for(resource):
 
 
 def subprocess_env(resource) -> dict[str, str]:
-    """The environment of a child process (dagster dev): a copy with this home's configuration."""
-    env = dict(os.environ)
-    env.update(IARBRE_HOME=resource.home, IARBRE_TERRITORY=resource.territory,
-               DAGSTER_HOME=str(resource.store.dagster_home))
-    for key, value in (("IARBRE_DATA_DIR", resource.data_dir), ("IARBRE_CATALOG", resource.catalog)):
-        if value:
-            env[key] = value
-        else:
-            env.pop(key, None)
-    if resource.workers:
-        env["IARBRE_WORKERS"] = str(resource.workers)
+    """The environment of a child process (dagster dev, a Celery worker): a copy with this home's configuration."""
+    env = {k: v for k, v in os.environ.items() if k not in ("IARBRE_DATA_DIR", "IARBRE_CATALOG")}
+    env.update(resource.environment())
     return env
 
 
@@ -155,12 +131,117 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     import subprocess
 
+    from .deployment.profiles import load_profile
+
     resource = territory_resource(args, remember=True)
     instance_for(resource)  # runs left STARTED by a killed `iarbre run` are shown failed, not running forever
-    cmd = [str(Path(sys.executable).with_name("dagster")), "dev", "-w", str(REPO_ROOT / "workspace.yaml"),
-           "-h", args.host, "-p", str(args.port)]
+    workspace = str(REPO_ROOT / "workspace.yaml")
+    if load_profile(resource.store.dagster_home).name == "cluster":
+        # the cluster has its daemon (iarbre cluster up): a second one on the same instance would double it
+        cmd = [str(Path(sys.executable).with_name("dagster-webserver")), "-w", workspace, "-h", args.host,
+               "-p", str(args.port)]
+    else:
+        cmd = [str(Path(sys.executable).with_name("dagster")), "dev", "-w", workspace, "-h", args.host,
+               "-p", str(args.port)]
     print(f"Dagster UI on http://{args.host}:{args.port} (home {resource.home}); Ctrl-C to stop")
     return subprocess.call(cmd, cwd=REPO_ROOT, env=subprocess_env(resource))
+
+
+def cmd_instance(args: argparse.Namespace) -> int:
+    """Choose the home's deployment profile; dagster.yaml is written from it."""
+    from .deployment.profiles import Profile, load_profile
+
+    resource = territory_resource(args, remember=True)
+    dagster_home = resource.store.dagster_home
+    current = load_profile(dagster_home)
+    if args.profile:
+        changes = {"name": args.profile}
+        if args.profile == "cluster":
+            changes.update(postgres_url=args.postgres or current.postgres_url,
+                           broker_url=args.broker or current.broker_url,
+                           backend_url=args.backend or current.backend_url)
+        else:
+            changes.update(postgres_url=None, broker_url=None, backend_url=None)
+        for name in ("max_concurrent_runs", "communes_per_run"):
+            if getattr(args, name):
+                changes[name] = getattr(args, name)
+        current = write_instance_config(dagster_home, Profile(**{**current.__dict__, **changes}))
+    print(f"profile: {current.name}   ({dagster_home / 'dagster.yaml'})")
+    if current.name == "cluster":
+        print(f"  postgres: {_without_password(current.postgres_url)}\n  broker:   {current.broker_url}"
+              f"\n  backend:  {current.result_backend}")
+    return 0
+
+
+def _without_password(url: str | None) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True) if url else "-"
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """A local cluster for this home: Postgres, Redis and Celery workers on 127.0.0.1."""
+    from .deployment import local_cluster
+    from .deployment.profiles import load_profile
+
+    resource = territory_resource(args, remember=True)
+    dagster_home = resource.store.dagster_home
+    if args.action == "up":
+        profile, state = local_cluster.up(
+            dagster_home, subprocess_env(resource), REPO_ROOT / "workspace.yaml", workers=args.workers_count,
+            cores=args.cores, postgres_port=args.postgres_port, redis_port=args.redis_port,
+            max_concurrent_runs=args.max_concurrent_runs, communes_per_run=args.communes_per_run,
+            write_profile=lambda p: write_instance_config(dagster_home, p))
+        print(f"cluster up for {resource.home}: Postgres on 127.0.0.1:{state['postgres_port']}, Redis on "
+              f"127.0.0.1:{state['redis_port']}, {args.workers_count} Celery worker(s) of {args.cores} core(s), "
+              f"the Dagster daemon; backfills run {args.communes_per_run} communes per run")
+        print("profile: cluster (iarbre run and iarbre ui now use it; `iarbre cluster down` stops it)")
+        return 0
+    if args.action == "down":
+        local_cluster.down(dagster_home)
+        profile = load_profile(dagster_home)
+        if args.single:
+            write_instance_config(dagster_home, profile.with_updates(name="single", postgres_url=None,
+                                                                      broker_url=None, backend_url=None))
+        print("cluster stopped" + ("; profile: single" if args.single else f"; profile still {profile.name}"))
+        return 0
+    if args.action == "worker":  # one more worker on this host, for the home's profile (a shared home)
+        profile = load_profile(dagster_home)
+        if profile.name != "cluster":
+            raise CommandError(f"{resource.home} has the {profile.name} profile; run iarbre cluster up or "
+                               "iarbre instance --profile cluster first")
+        paths = local_cluster.cluster_paths(dagster_home)
+        pid = local_cluster.start_worker(args.name, paths, profile, subprocess_env(resource), args.cores)
+        answered = local_cluster.wait_for_workers(profile, [args.name])
+        print(f"worker {args.name} (pid {pid}) " + ("answers" if args.name in answered else "did NOT answer yet"))
+        return 0 if args.name in answered else 1
+    report = local_cluster.status(dagster_home, load_profile(dagster_home))
+    if args.json:
+        print(json.dumps(report, indent=1, default=str))
+    else:
+        _print_cluster_status(report)
+    healthy = report["profile"] != "cluster" or (report["database"]["ok"] and report["queue"]["ok"]
+                                                 and report["workers"])
+    return 0 if healthy else 1
+
+
+def _print_cluster_status(report: dict) -> None:
+    print(f"profile: {report['profile']}")
+    database, queue = report.get("database", {}), report.get("queue", {})
+    if database.get("ok"):
+        print(f"database: ok, {database['size_bytes'] / 1e6:.1f} MB, {database['runs']} runs, "
+              f"{database['event_rows']} events")
+    else:
+        print(f"database: DOWN ({database.get('error', 'not configured')})")
+    if queue.get("ok"):
+        print(f"queue:    ok, {queue['waiting_tasks']} step(s) waiting, {queue['unacknowledged_tasks']} in hand")
+    else:
+        print(f"queue:    DOWN ({queue.get('error', 'not configured')})")
+    daemon = report.get("daemon", {})
+    print(f"daemon:   " + ("ok, " + ", ".join(daemon["loops"]) if daemon.get("ok") else "DOWN (no heartbeat)"))
+    workers = report.get("workers", {})
+    print(f"workers:  {len(workers)} answering" + "".join(f"\n  {name}: {w['active_tasks']} step(s) running"
+                                                       for name, w in workers.items()))
 
 
 def cmd_catalogue(args: argparse.Namespace) -> int:
@@ -385,6 +466,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(func=cmd_ui)
 
+    p = sub.add_parser("instance", help="choose the home's deployment profile (single or cluster)",
+                       description="Write the home's Dagster instance (dagster.yaml) for a profile: single (SQLite, "
+                                   "in-process executor) or cluster (Postgres, queued runs, Celery executor on "
+                                   "Redis). Without --profile, print the current one.")
+    common(p)
+    p.add_argument("--profile", choices=["single", "cluster"])
+    p.add_argument("--postgres", help="cluster: Postgres URL for runs, events and schedules")
+    p.add_argument("--broker", help="cluster: Celery broker URL (redis://host:port/0)")
+    p.add_argument("--backend", help="cluster: Celery result backend URL (default: the broker)")
+    p.add_argument("--max-concurrent-runs", type=int, help="runs the queue starts at once (default 2)")
+    p.add_argument("--communes-per-run", type=int, help="cluster: communes per backfill run (default 8)")
+    p.set_defaults(func=cmd_instance)
+
+    p = sub.add_parser("cluster", help="a local cluster: Postgres, Redis and Celery workers on 127.0.0.1",
+                       description="up: start Postgres, Redis and Celery workers for this home and switch it to "
+                                   "the cluster profile. down: stop them. status: database, queue and workers. "
+                                   "worker: start one more worker for the home's cluster profile.")
+    common(p)
+    p.add_argument("action", choices=["up", "down", "status", "worker"])
+    p.add_argument("--workers-count", "-n", type=int, default=2, help="up: Celery workers to start (default 2)")
+    p.add_argument("--cores", type=int, default=1, help="per-commune pool processes of each worker (default 1)")
+    p.add_argument("--postgres-port", type=int, help="up: Postgres port (default: a free one, then kept)")
+    p.add_argument("--redis-port", type=int, help="up: Redis port (default: a free one, then kept)")
+    p.add_argument("--max-concurrent-runs", type=int, default=2, help="up: runs the queue starts at once")
+    p.add_argument("--communes-per-run", type=int, default=8, help="up: communes per backfill run (default 8)")
+    p.add_argument("--name", default="worker3", help="worker: the new worker's name")
+    p.add_argument("--single", action="store_true", help="down: switch the home back to the single profile")
+    p.add_argument("--json", action="store_true", help="status: print JSON")
+    p.set_defaults(func=cmd_cluster)
+
     p = sub.add_parser("catalogue", help="render the factor catalogue as Markdown",
                        description="Render docs/catalogue.md from the catalogue (or check it is up to date).")
     p.add_argument("--catalog", help="catalogue file (default: the shipped factors.yaml)")
@@ -477,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_ERRORS = {"ConfigFileError", "PlatformError", "ExplainError", "ReportError", "SelectionError",
+USER_ERRORS = {"ConfigFileError", "ProfileError", "ClusterError", "PlatformError", "ExplainError", "ReportError", "SelectionError",
                "UnknownRunError", "CommandError", "WarehouseMissingError", "WarehouseLockedError"}
 
 

@@ -8,8 +8,6 @@ configuration `dagster dev` or `iarbre` hands over (IARBRE_HOME, IARBRE_TERRITOR
 nothing and runs nothing: the demo data and the dbt manifest are prepared by explicit commands.
 """
 
-import os
-
 import dagster as dg
 
 from .assets.classes import build_class_asset
@@ -22,19 +20,18 @@ from .assets.marts import build_dbt_assets
 from .assets.score import build_score_asset
 from .assets.tiles import build_tiles_asset
 from .automation.sensors import build_sensors
+from .assets.keys import SINGLE_RUN
+from .deployment.profiles import backfill_policy_for, executor_for, load_profile
 from .resources import TerritoryResource, build_resources
 
 MATERIALISE_ALL = "materialise_all"
 
 
-def _executor(kind: str):
-    # In-process by default: per-commune work is already spread over a worker pool, and a process per
-    # step would pay the imports at every step (docs/decisions.md). "multiprocess" for step isolation.
-    return dg.multiprocess_executor if kind == "multiprocess" else dg.in_process_executor
-
-
-def build_definitions(territory: TerritoryResource, executor: str = "in_process") -> dg.Definitions:
+def build_definitions(territory: TerritoryResource) -> dg.Definitions:
+    """The home's deployment profile picks the executor (in-process, or Celery on the cluster) and how a
+    backfill batches the communes (one run, or a run per batch on the cluster)."""
     platform = territory.platform
+    profile = load_profile(platform.store.dagster_home)
     assets = [
         *build_source_defs(platform),
         build_inventory_asset(platform),
@@ -45,6 +42,9 @@ def build_definitions(territory: TerritoryResource, executor: str = "in_process"
         *build_export_defs(platform),
         build_dbt_assets(),
     ]
+    policy = backfill_policy_for(profile)
+    assets = [a.with_attributes(backfill_policy=policy) if getattr(a, "backfill_policy", None) == SINGLE_RUN else a
+              for a in assets]
     return dg.Definitions(
         assets=assets,
         asset_checks=[marts_match_outputs],
@@ -52,7 +52,7 @@ def build_definitions(territory: TerritoryResource, executor: str = "in_process"
                                   description="Every asset of the territory, all communes, in one run.")],
         sensors=build_sensors(),
         resources=build_resources(territory),
-        executor=_executor(executor),
+        executor=executor_for(profile),
     )
 
 
@@ -60,4 +60,4 @@ def build_definitions(territory: TerritoryResource, executor: str = "in_process"
 def defs() -> dg.Definitions:
     """Loaded by `dagster dev`, `dagster definitions validate` and `dg check defs`: the configuration is read
     (never written) from the environment here, and only here."""
-    return build_definitions(TerritoryResource.from_env(), os.environ.get("IARBRE_EXECUTOR", "in_process"))
+    return build_definitions(TerritoryResource.from_env())

@@ -74,6 +74,17 @@ class TerritoryResource(dg.ConfigurableResource):
 
         return ProgressLog(self.store.progress(run_id))
 
+    def environment(self) -> dict[str, str]:
+        """The variables `from_env` rebuilds this resource from: what a child process serving the same code
+        location (dagster dev, a Celery worker) is given."""
+        env = {"IARBRE_HOME": self.home, "IARBRE_TERRITORY": self.territory,
+               "DAGSTER_HOME": str(self.store.dagster_home), **self.url_secrets}
+        for key, value in (("IARBRE_DATA_DIR", self.data_dir), ("IARBRE_CATALOG", self.catalog),
+                           ("IARBRE_WORKERS", str(self.workers) if self.workers else None)):
+            if value:
+                env[key] = value
+        return env
+
     def remember(self) -> None:
         """Write what this home runs with into the home (iarbre.json), for the read-only commands."""
         import json

@@ -87,6 +87,7 @@ class RunOutcome:
     failed_checks: list[str] = field(default_factory=list)
     trimmed: list[str] = field(default_factory=list)
     result: object = None
+    runs: list[str] = field(default_factory=list)  # on the cluster: the chain's runs (run_id is the chain's)
 
 
 def resolve_selection(defs, select) -> tuple[list | None, list[str]]:
@@ -118,6 +119,7 @@ def materialise(defs, territory, instance, select=None, tags: dict | None = None
     from dagster._core.utils import make_new_run_id
 
     from .compute.pool import prestart
+    from .deployment.profiles import load_profile
     from .progress import following
 
     prestart()  # workers import the geo stack and GX while this process sets the run up
@@ -137,16 +139,161 @@ def materialise(defs, territory, instance, select=None, tags: dict | None = None
     progress = territory.progress(run_id)
     progress.emit("run started", note=f"run {run_id[:8]}, {len(selection) if selection else 'all'} assets"
                                       + (f", communes {first}..{last}" if partitioned else ""))
+    if load_profile(territory.store.dagster_home).name == "cluster":
+        for key in ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end"):
+            run_tags.pop(key, None)  # each run of the chain has its own range
+        outcome = run_on_cluster(defs, territory, instance, selection, [c for c in codes if first <= c <= last],
+                                 run_tags, run_config)
+        outcome.trimmed = trimmed
+        return outcome
+
+    def execute():
+        return job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False, run_config=run_config,
+                                      asset_selection=selection, run_id=run_id)
+
     if view is None:
-        result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False, run_config=run_config,
-                                        asset_selection=selection, run_id=run_id)
+        result = execute()
     else:
         with following(progress.path, view):
-            result = job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False,
-                                            run_config=run_config, asset_selection=selection, run_id=run_id)
+            result = execute()
     outcome = summarise(result)
     outcome.trimmed = trimmed
     return outcome
+
+
+def cluster_phases(graph, keys, codes: list[str], batch: int) -> list[list[tuple[list, tuple | None]]]:
+    """The runs of a cluster chain, phase by phase: the territory-wide assets the per-commune ones read
+    (the sources), then the per-commune assets in batches of `batch` communes (the runs of a phase run at
+    once), then every other territory-wide asset (mosaics, exports, warehouse, marts: dbt once)."""
+    partitioned = [k for k in keys if graph.get(k).partitions_def is not None]
+    if not partitioned:
+        return [[(list(keys), None)]]
+    upstream: set = set()
+    frontier = list(partitioned)
+    while frontier:
+        for parent in graph.get(frontier.pop()).parent_keys:
+            if parent not in upstream:
+                upstream.add(parent)
+                frontier.append(parent)
+    chosen = set(partitioned)
+    before = [k for k in keys if k not in chosen and k in upstream]
+    after = [k for k in keys if k not in chosen and k not in upstream]
+    phases = [[(before, None)]] if before else []
+    phases.append([(partitioned, (codes[i], codes[min(i + batch, len(codes)) - 1]))
+                   for i in range(0, len(codes), batch)])
+    if after:
+        phases.append([(after, None)])
+    return phases
+
+
+def run_on_cluster(defs, territory, instance, selection, codes: list[str], tags: dict, run_config,
+                   out=None) -> RunOutcome:
+    """The cluster profile's `iarbre run`: a chain of Dagster runs (cluster_phases), each run worker in this
+    process and each step a Celery task that a worker takes; the runs of a phase run at once, up to the
+    profile's concurrent runs."""
+    import sys
+    import time
+    import warnings
+
+    from dagster._core.utils import make_new_run_id
+
+    from .automation.refresh import CHAIN_TAG
+    from .deployment.profiles import load_profile
+
+    out = out or sys.stderr
+    # every run's executor registers dagster-celery's task on the shared app again: harmless (a filter for
+    # the process, since the runs of a phase are threads)
+    warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
+    profile = load_profile(territory.store.dagster_home)
+    graph = defs.resolve_asset_graph()
+    keys = selection or sorted((k for k in graph.get_all_asset_keys() if graph.get(k).is_executable),
+                               key=lambda k: k.to_user_string())
+    phases = cluster_phases(graph, keys, codes, profile.communes_per_run)
+    chain_id = make_new_run_id()
+    total = sum(len(p) for p in phases)
+    outcome = RunOutcome(success=True, run_id=chain_id)
+    started = time.perf_counter()
+
+    def one(number: int, run_keys: list, span):
+        run_tags = {**tags, CHAIN_TAG: chain_id, "iarbre/chain_step": f"{number}/{total}"}
+        if span:
+            run_tags.update({"dagster/asset_partition_range_start": span[0],
+                             "dagster/asset_partition_range_end": span[1]})
+        run_id = make_new_run_id()
+        print(f"[{time.perf_counter() - started:6.1f} s] run {number}/{total} {run_id[:8]}: {len(run_keys)} assets"
+              + (f", communes {span[0]}..{span[1]}" if span else ""), file=out, flush=True)
+        result = _execute_on_cluster(territory, instance, run_keys, run_tags, run_config, run_id)
+        print(f"[{time.perf_counter() - started:6.1f} s] run {number}/{total} {run_id[:8]} "
+              f"{'succeeded' if result.success else 'FAILED'}", file=out, flush=True)
+        return summarise(result)
+
+    with _code_location_environment(territory):
+        _run_phases(phases, one, profile.max_concurrent_runs, outcome)
+    return outcome
+
+
+def _run_phases(phases, one, concurrent: int, outcome: RunOutcome) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    number = 0
+    for phase in phases:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(phase), concurrent))) as pool:
+            futures = []
+            for run_keys, span in phase:
+                number += 1
+                futures.append(pool.submit(one, number, run_keys, span))
+            parts = [f.result() for f in futures]
+        for part in parts:
+            _add(outcome, part)
+        if not outcome.success:
+            break  # nothing downstream is computed from a failed phase
+
+
+def _add(outcome: RunOutcome, part: RunOutcome) -> None:
+    outcome.runs.append(part.run_id)
+    outcome.success &= part.success
+    for key, count in part.materialised.items():
+        outcome.materialised[key] = outcome.materialised.get(key, 0) + count
+    for key, (passed, total) in part.checks.items():
+        before = outcome.checks.get(key, (0, 0))
+        outcome.checks[key] = (before[0] + passed, before[1] + total)
+    outcome.failed_steps += part.failed_steps
+    outcome.failures += part.failures
+    outcome.failed_checks += part.failed_checks
+
+
+def _execute_on_cluster(territory, instance, keys, tags, run_config, run_id):
+    """One run, its run worker in this process: the Celery executor sends each step to a worker, which
+    rebuilds the code location from its module with this territory's configuration."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.execution.api import _job_with_repository_load_data, execute_run
+
+    repository = ReconstructableRepository.for_module("iarbre_assets.definitions", "defs")
+    job, load_data = _job_with_repository_load_data(repository.get_reconstructable_job("__ASSET_JOB"))
+    run = instance.create_run_for_job(job_def=job.get_definition(), run_id=run_id, run_config=run_config,
+                                      tags=tags, job_code_origin=job.get_python_origin(),
+                                      repository_load_data=load_data, asset_selection=frozenset(keys))
+    return execute_run(job, run, instance, raise_on_error=False)
+
+
+def _code_location_environment(territory):
+    """The variables the code location is rebuilt from (TerritoryResource.from_env), for the whole chain:
+    Dagster rebuilds the job from its module again while a run executes. Every run of a command serves the
+    same territory, so the threads share them."""
+    import os
+    from contextlib import contextmanager
+
+    @contextmanager
+    def scoped():
+        saved = dict(os.environ)
+        os.environ.update(territory.environment())
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    return scoped()
 
 
 def summarise(result) -> RunOutcome:
@@ -185,7 +332,11 @@ def print_run_summary(outcome: RunOutcome, elapsed: float, store) -> None:
     from .store import Export
 
     status = "succeeded" if outcome.success else "FAILED"
-    print(f"\nrun {outcome.run_id} {status} in {elapsed:.1f} s")
+    if outcome.runs:
+        print(f"\nchain {outcome.run_id} {status} in {elapsed:.1f} s: {len(outcome.runs)} runs "
+              f"({', '.join(r[:8] for r in outcome.runs)})")
+    else:
+        print(f"\nrun {outcome.run_id} {status} in {elapsed:.1f} s")
     if outcome.trimmed:
         print(f"left out of the selection (nothing can materialise them): {', '.join(outcome.trimmed)}")
     print("materialisations: " + (", ".join(f"{k} {v}" for k, v in sorted(outcome.materialised.items())) or "none"))
@@ -243,7 +394,7 @@ def refresh(defs, territory, instance, sources: list[str] | None = None, view=No
     keys = [k for s in selected for k in (["raw", s], ["source", s])]
     ingest = materialise(defs, territory, instance, select=keys, tags={"iarbre/trigger": "refresh_cli"}, view=view)
     report["runs"].append(ingest)
-    plan = plan_after(instance, defs.resolve_asset_graph(), ingest.run_id)
+    plan = plan_after(instance, defs.resolve_asset_graph(), ingest.runs[-1] if ingest.runs else ingest.run_id)
     report["plan"] = plan
     report["runs"] += run_plan(defs, territory, instance, plan, view=view)
     return report

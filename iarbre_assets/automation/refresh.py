@@ -35,6 +35,10 @@ REFRESH_TRIGGER = "refresh"
 _VERSIONED = {"raw", "source"}
 
 
+# Runs of a chain an `iarbre` command drives itself (it runs their downstream): the refresh sensor leaves them.
+CHAIN_TAG = "iarbre/chain"
+
+
 @dataclass
 class RefreshPlan:
     after_runs: list[str]

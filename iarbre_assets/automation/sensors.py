@@ -118,7 +118,9 @@ def build_sensors() -> list:
         records = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS,
                                                                    dg.DagsterRunStatus.FAILURE], updated_after=after),
                                            ascending=True)
-        records = [r for r in records if r.dagster_run.run_id not in cursor["done"]]
+        # a chain `iarbre run` drives on the cluster runs its own downstream
+        records = [r for r in records if r.dagster_run.run_id not in cursor["done"]
+                   and refresh.CHAIN_TAG not in r.dagster_run.tags]
         pending = refresh.plan_from_json(cursor.get("pending"))  # the rest of a chain under way
         if not records and pending.empty:
             return dg.SkipReason("no run finished since the last check")

@@ -5,6 +5,7 @@ Everything is built from resources on a temporary home; nothing swaps the enviro
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,3 +101,50 @@ def deliver(run: PlatformRun, partner: str, name: str, frame) -> tuple:
     tick = sensor_tick(run, "partner_refresh", cursor)
     assert len(tick.run_requests) == 1, tick.skip_message
     return ingest, execute_request(run, tick.run_requests[0])
+
+
+HISTORY_MARTS = {"score_diff", "score_diff_by_class"}  # the last two runs of a commune: a fresh home has one
+HISTORY_COLUMNS = ("previous_", "weight_changed", "versions_seen", "oldest_input")
+
+
+def marts_state(home, carried: set[tuple[str, str]] = frozenset()) -> dict:
+    """Every mart's rows as they describe the current state: run ids, times and history aside.
+
+    Rows of earlier runs (is_latest_run false) and the columns comparing with a previous run are history;
+    so are the diff marts. A served source's raw bytes name the local server's port (GML `next` links),
+    which differs between two homes: its raw version is masked, and paths under the data directory by
+    <data>. `carried` (commune, source) rows of run_provenance are left out: communes whose window of the
+    updated source did not change keep the score computed from the previous version, and say so."""
+    import re
+
+    import duckdb
+
+    con = duckdb.connect(str(home / "warehouse.duckdb"), read_only=True)
+    try:
+        out = {}
+        for (table,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'marts' "
+                                    "ORDER BY 1").fetchall():
+            if table in HISTORY_MARTS:
+                continue
+            frame = con.execute(f"SELECT * FROM marts.{table}").df()
+            if "is_latest_run" in frame.columns:
+                frame = frame[frame.is_latest_run.astype(bool)]
+            drop = [c for c in frame.columns if "run" in c or c.endswith("_at") or c.startswith(HISTORY_COLUMNS) or c in {
+                "materialised_at", "inventory_built_at", "freshness_as_of", "provenance", "record_sha256",
+                "git_commit", "age_days"}]
+            rows = [r for r in frame.drop(columns=drop).to_dict("records")
+                    if table != "run_provenance" or (r["commune"], r["source"]) not in carried]
+            for row in rows:
+                origin = str(row.get("origin") or row.get("location") or "")
+                if origin.startswith("http://127.0.0.1"):
+                    for column in ("version", "version_short", "latest_version", "latest_version_short", "size_bytes"):
+                        if column in row:
+                            row[column] = "served"
+                for column, value in row.items():
+                    if isinstance(value, str):
+                        value = re.sub(r"^(<home>|/\S*)/data/demo/", "<data>/", value.replace(str(home), "<home>"))
+                        row[column] = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", value)
+            out[table] = sorted(json.dumps(r, sort_keys=True, default=str) for r in rows)
+        return out
+    finally:
+        con.close()
