@@ -117,7 +117,8 @@ def main() -> int:
     root = Path(args.root)
     for name in ("single", "cluster"):
         if (root / name / "cluster").exists():
-            subprocess.run([bin_("iarbre"), "cluster", "down", "--home", str(root / name)], capture_output=True)
+            subprocess.run([bin_("iarbre"), "cluster", "down", "--home", str(root / name), "--purge"],
+                           capture_output=True)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     subprocess.run([bin_("iarbre"), "dbt-prepare"], cwd=REPO, check=True, capture_output=True)
@@ -160,7 +161,8 @@ def main() -> int:
                               **run_figures(instance, runs, communes),
                               "database_bytes": database_bytes(home, "cluster"), "database_bytes_before": before}
     finally:
-        subprocess.run([bin_("iarbre"), "cluster", "down", "--home", str(home)], capture_output=True, env=env)
+        subprocess.run([bin_("iarbre"), "cluster", "down", "--home", str(home), "--purge"], capture_output=True,
+                       env=env)
 
     single, cluster = results["single"], results["cluster"]
     print(f"\n{communes} communes ({args.scale}); cluster: {args.workers} Celery workers x 1 core, "

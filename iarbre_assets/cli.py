@@ -198,7 +198,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         print("profile: cluster (iarbre run and iarbre ui now use it; `iarbre cluster down` stops it)")
         return 0
     if args.action == "down":
-        local_cluster.down(dagster_home)
+        local_cluster.down(dagster_home, purge=args.purge)
         profile = load_profile(dagster_home)
         if args.single:
             write_instance_config(dagster_home, profile.with_updates(name="single", postgres_url=None,
@@ -493,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--communes-per-run", type=int, default=8, help="up: communes per backfill run (default 8)")
     p.add_argument("--name", default="worker3", help="worker: the new worker's name")
     p.add_argument("--single", action="store_true", help="down: switch the home back to the single profile")
+    p.add_argument("--purge", action="store_true", help="down: also delete the cluster's database and state")
     p.add_argument("--json", action="store_true", help="status: print JSON")
     p.set_defaults(func=cmd_cluster)
 

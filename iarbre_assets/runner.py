@@ -188,12 +188,13 @@ def cluster_phases(graph, keys, codes: list[str], batch: int) -> list[list[tuple
 
 def run_on_cluster(defs, territory, instance, selection, codes: list[str], tags: dict, run_config,
                    out=None) -> RunOutcome:
-    """The cluster profile's `iarbre run`: a chain of Dagster runs (cluster_phases), each run worker in this
-    process and each step a Celery task that a worker takes; the runs of a phase run at once, up to the
-    profile's concurrent runs."""
+    """The cluster profile's `iarbre run`: a chain of Dagster runs (cluster_phases). Each run executes in its
+    own Dagster run worker (`dagster api execute_run`, the process Dagster's run launchers start), whose
+    Celery executor sends every step to a worker. The runs of a phase run at once, up to the profile's
+    concurrent runs. (Dagster's run execution is not thread-safe: two runs in one process deadlock on the
+    logging locks, so each has its process.)"""
     import sys
     import time
-    import warnings
 
     from dagster._core.utils import make_new_run_id
 
@@ -201,9 +202,6 @@ def run_on_cluster(defs, territory, instance, selection, codes: list[str], tags:
     from .deployment.profiles import load_profile
 
     out = out or sys.stderr
-    # every run's executor registers dagster-celery's task on the shared app again: harmless (a filter for
-    # the process, since the runs of a phase are threads)
-    warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
     profile = load_profile(territory.store.dagster_home)
     graph = defs.resolve_asset_graph()
     keys = selection or sorted((k for k in graph.get_all_asset_keys() if graph.get(k).is_executable),
@@ -214,39 +212,53 @@ def run_on_cluster(defs, territory, instance, selection, codes: list[str], tags:
     outcome = RunOutcome(success=True, run_id=chain_id)
     started = time.perf_counter()
 
-    def one(number: int, run_keys: list, span):
-        run_tags = {**tags, CHAIN_TAG: chain_id, "iarbre/chain_step": f"{number}/{total}"}
-        if span:
-            run_tags.update({"dagster/asset_partition_range_start": span[0],
-                             "dagster/asset_partition_range_end": span[1]})
-        run_id = make_new_run_id()
-        print(f"[{time.perf_counter() - started:6.1f} s] run {number}/{total} {run_id[:8]}: {len(run_keys)} assets"
-              + (f", communes {span[0]}..{span[1]}" if span else ""), file=out, flush=True)
-        result = _execute_on_cluster(territory, instance, run_keys, run_tags, run_config, run_id)
-        print(f"[{time.perf_counter() - started:6.1f} s] run {number}/{total} {run_id[:8]} "
-              f"{'succeeded' if result.success else 'FAILED'}", file=out, flush=True)
-        return summarise(result)
+    def say(text: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f} s] {text}", file=out, flush=True)
 
+    number = 0
     with _code_location_environment(territory):
-        _run_phases(phases, one, profile.max_concurrent_runs, outcome)
+        for phase in phases:
+            waiting, running, finished = list(phase), {}, []
+            while waiting or running:
+                while waiting and len(running) < profile.max_concurrent_runs:
+                    run_keys, span = waiting.pop(0)
+                    number += 1
+                    run_tags = {**tags, CHAIN_TAG: chain_id, "iarbre/chain_step": f"{number}/{total}"}
+                    if span:
+                        run_tags.update({"dagster/asset_partition_range_start": span[0],
+                                         "dagster/asset_partition_range_end": span[1]})
+                    run_id = make_new_run_id()
+                    running[run_id] = _launch_run_worker(territory, instance, run_keys, run_tags, run_config, run_id)
+                    say(f"run {number}/{total} {run_id[:8]}: {len(run_keys)} assets"
+                        + (f", communes {span[0]}..{span[1]}" if span else ""))
+                for run_id, process in list(running.items()):
+                    if process.poll() is not None:
+                        del running[run_id]
+                        finished.append(run_id)
+                        run = instance.get_run_by_id(run_id)
+                        if not run.is_finished:  # the worker died before it could say so
+                            instance.report_run_failed(run, message=f"its run worker exited with code "
+                                                                    f"{process.returncode} before the run ended")
+                            run = instance.get_run_by_id(run_id)
+                        say(f"run {run_id[:8]} {run.status.value.lower()}")
+                time.sleep(0.5)
+            for run_id in finished:
+                _add(outcome, summarise(_LoggedRun(instance, instance.get_run_by_id(run_id))))
+            if not outcome.success:
+                break  # nothing downstream is computed from a failed phase
     return outcome
 
 
-def _run_phases(phases, one, concurrent: int, outcome: RunOutcome) -> None:
-    from concurrent.futures import ThreadPoolExecutor
+class _LoggedRun:
+    """A finished run as `summarise` reads it, from the instance's event log."""
 
-    number = 0
-    for phase in phases:
-        with ThreadPoolExecutor(max_workers=max(1, min(len(phase), concurrent))) as pool:
-            futures = []
-            for run_keys, span in phase:
-                number += 1
-                futures.append(pool.submit(one, number, run_keys, span))
-            parts = [f.result() for f in futures]
-        for part in parts:
-            _add(outcome, part)
-        if not outcome.success:
-            break  # nothing downstream is computed from a failed phase
+    def __init__(self, instance, run):
+        self.run_id = run.run_id
+        self.success = run.status.value == "SUCCESS"
+        self.all_events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event]
+
+    def get_asset_materialization_events(self):
+        return [e for e in self.all_events if e.event_type_value == "ASSET_MATERIALIZATION"]
 
 
 def _add(outcome: RunOutcome, part: RunOutcome) -> None:
@@ -262,24 +274,48 @@ def _add(outcome: RunOutcome, part: RunOutcome) -> None:
     outcome.failed_checks += part.failed_checks
 
 
-def _execute_on_cluster(territory, instance, keys, tags, run_config, run_id):
-    """One run, its run worker in this process: the Celery executor sends each step to a worker, which
-    rebuilds the code location from its module with this territory's configuration."""
+def _launch_run_worker(territory, instance, keys, tags, run_config, run_id):
+    """Create the run, then start Dagster's run worker for it; the worker dies with this process (so a
+    killed `iarbre run` leaves no run worker, and the next command marks the run failed)."""
+    import os
+    import subprocess
+    import sys
+
     from dagster._core.definitions.reconstruct import ReconstructableRepository
-    from dagster._core.execution.api import _job_with_repository_load_data, execute_run
+    from dagster._core.execution.api import _job_with_repository_load_data
+    from dagster._grpc.types import ExecuteRunArgs
+    from dagster._serdes import serialize_value
+
+    from .deployment.local_cluster import cluster_paths
 
     repository = ReconstructableRepository.for_module("iarbre_assets.definitions", "defs")
     job, load_data = _job_with_repository_load_data(repository.get_reconstructable_job("__ASSET_JOB"))
-    run = instance.create_run_for_job(job_def=job.get_definition(), run_id=run_id, run_config=run_config,
-                                      tags=tags, job_code_origin=job.get_python_origin(),
-                                      repository_load_data=load_data, asset_selection=frozenset(keys))
-    return execute_run(job, run, instance, raise_on_error=False)
+    instance.create_run_for_job(job_def=job.get_definition(), run_id=run_id, run_config=run_config, tags=tags,
+                                job_code_origin=job.get_python_origin(), repository_load_data=load_data,
+                                asset_selection=frozenset(keys))
+    args = ExecuteRunArgs(job_origin=job.get_python_origin(), run_id=run_id, instance_ref=instance.get_ref(),
+                          set_exit_code_on_failure=True)
+    # the arguments go in the environment (DAGSTER_EXECUTE_RUN_ARGS), not on the command line
+    command = [sys.executable, "-m", "dagster", "api", "execute_run"]
+    logs = cluster_paths(territory.store.dagster_home).logs
+    logs.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, DAGSTER_EXECUTE_RUN_ARGS=serialize_value(args))
+    with open(logs / f"run-{run_id}.log", "ab") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent)
+
+
+def _die_with_parent() -> None:
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _code_location_environment(territory):
     """The variables the code location is rebuilt from (TerritoryResource.from_env), for the whole chain:
-    Dagster rebuilds the job from its module again while a run executes. Every run of a command serves the
-    same territory, so the threads share them."""
+    the run is created from the job loaded here, and the run workers inherit them."""
     import os
     from contextlib import contextmanager
 

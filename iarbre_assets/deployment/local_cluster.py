@@ -363,7 +363,9 @@ def up(dagster_home: Path, env: dict[str, str], workspace: Path, workers: int = 
     return profile, state
 
 
-def down(dagster_home: Path) -> None:
+def down(dagster_home: Path, purge: bool = False) -> None:
+    """Stop the daemon, the workers, Redis and Postgres. `purge` also deletes the cluster's database (every
+    run and event) and its state: the next `up` starts from an empty instance."""
     paths = cluster_paths(dagster_home)
     for name in _running_pids(paths):  # the daemon first: it would launch runs with no worker to take them
         stop_worker(paths, name)
@@ -371,6 +373,10 @@ def down(dagster_home: Path) -> None:
     if state.get("broker_url"):
         stop_redis(state["broker_url"])
     stop_postgres(state.get("postgres_data", ""))
+    if purge:
+        if state.get("postgres_data"):
+            shutil.rmtree(state["postgres_data"], ignore_errors=True)
+        shutil.rmtree(paths.root, ignore_errors=True)
 
 
 def status(dagster_home: Path, profile: Profile) -> dict:

@@ -54,7 +54,8 @@ def cluster_home(tmp_path_factory):
         assert up.returncode == 0, up.stdout + up.stderr
         yield home
     finally:
-        subprocess.run([IARBRE, "cluster", "down", "--home", str(home)], capture_output=True, env=env, timeout=300)
+        subprocess.run([IARBRE, "cluster", "down", "--home", str(home), "--purge"], capture_output=True, env=env,
+                       timeout=300)
 
 
 def _instance(home: Path) -> dg.DagsterInstance:
