@@ -216,36 +216,36 @@ def run_on_cluster(defs, territory, instance, selection, codes: list[str], tags:
         print(f"[{time.perf_counter() - started:6.1f} s] {text}", file=out, flush=True)
 
     number = 0
-    with _code_location_environment(territory):
-        for phase in phases:
-            waiting, running, finished = list(phase), {}, []
-            while waiting or running:
-                while waiting and len(running) < profile.max_concurrent_runs:
-                    run_keys, span = waiting.pop(0)
-                    number += 1
-                    run_tags = {**tags, CHAIN_TAG: chain_id, "iarbre/chain_step": f"{number}/{total}"}
-                    if span:
-                        run_tags.update({"dagster/asset_partition_range_start": span[0],
-                                         "dagster/asset_partition_range_end": span[1]})
-                    run_id = make_new_run_id()
-                    running[run_id] = _launch_run_worker(territory, instance, run_keys, run_tags, run_config, run_id)
-                    say(f"run {number}/{total} {run_id[:8]}: {len(run_keys)} assets"
-                        + (f", communes {span[0]}..{span[1]}" if span else ""))
-                for run_id, process in list(running.items()):
-                    if process.poll() is not None:
-                        del running[run_id]
-                        finished.append(run_id)
+    for phase in phases:
+        waiting, running, finished = list(phase), {}, []
+        while waiting or running:
+            while waiting and len(running) < profile.max_concurrent_runs:
+                run_keys, span = waiting.pop(0)
+                number += 1
+                run_tags = {**tags, CHAIN_TAG: chain_id, "iarbre/chain_step": f"{number}/{total}"}
+                if span:
+                    run_tags.update({"dagster/asset_partition_range_start": span[0],
+                                     "dagster/asset_partition_range_end": span[1]})
+                run_id = make_new_run_id()
+                running[run_id] = _launch_run_worker(defs, territory, instance, run_keys, run_tags, run_config,
+                                                     run_id)
+                say(f"run {number}/{total} {run_id[:8]}: {len(run_keys)} assets"
+                    + (f", communes {span[0]}..{span[1]}" if span else ""))
+            for run_id, process in list(running.items()):
+                if process.poll() is not None:
+                    del running[run_id]
+                    finished.append(run_id)
+                    run = instance.get_run_by_id(run_id)
+                    if not run.is_finished:  # the worker died before it could say so
+                        instance.report_run_failed(run, message=f"its run worker exited with code "
+                                                                f"{process.returncode} before the run ended")
                         run = instance.get_run_by_id(run_id)
-                        if not run.is_finished:  # the worker died before it could say so
-                            instance.report_run_failed(run, message=f"its run worker exited with code "
-                                                                    f"{process.returncode} before the run ended")
-                            run = instance.get_run_by_id(run_id)
-                        say(f"run {run_id[:8]} {run.status.value.lower()}")
-                time.sleep(0.5)
-            for run_id in finished:
-                _add(outcome, summarise(_LoggedRun(instance, instance.get_run_by_id(run_id))))
-            if not outcome.success:
-                break  # nothing downstream is computed from a failed phase
+                    say(f"run {run_id[:8]} {run.status.value.lower()}")
+            time.sleep(0.5)
+        for run_id in finished:
+            _add(outcome, summarise(_LoggedRun(instance, instance.get_run_by_id(run_id))))
+        if not outcome.success:
+            break  # nothing downstream is computed from a failed phase
     return outcome
 
 
@@ -274,32 +274,32 @@ def _add(outcome: RunOutcome, part: RunOutcome) -> None:
     outcome.failed_checks += part.failed_checks
 
 
-def _launch_run_worker(territory, instance, keys, tags, run_config, run_id):
-    """Create the run, then start Dagster's run worker for it; the worker dies with this process (so a
-    killed `iarbre run` leaves no run worker, and the next command marks the run failed)."""
+def _launch_run_worker(defs, territory, instance, keys, tags, run_config, run_id):
+    """Create the run, then start Dagster's run worker for it with this territory's configuration (the
+    variables TerritoryResource.from_env reads); the worker dies with this process, so a killed
+    `iarbre run` leaves no run worker, and the next command marks the run failed."""
     import os
     import subprocess
     import sys
 
     from dagster._core.definitions.reconstruct import ReconstructableRepository
-    from dagster._core.execution.api import _job_with_repository_load_data
     from dagster._grpc.types import ExecuteRunArgs
     from dagster._serdes import serialize_value
 
     from .deployment.local_cluster import cluster_paths
 
-    repository = ReconstructableRepository.for_module("iarbre_assets.definitions", "defs")
-    job, load_data = _job_with_repository_load_data(repository.get_reconstructable_job("__ASSET_JOB"))
-    instance.create_run_for_job(job_def=job.get_definition(), run_id=run_id, run_config=run_config, tags=tags,
-                                job_code_origin=job.get_python_origin(), repository_load_data=load_data,
-                                asset_selection=frozenset(keys))
-    args = ExecuteRunArgs(job_origin=job.get_python_origin(), run_id=run_id, instance_ref=instance.get_ref(),
+    job = defs.resolve_implicit_global_asset_job_def()
+    origin = ReconstructableRepository.for_module("iarbre_assets.definitions", "defs").get_reconstructable_job(
+        job.name).get_python_origin()
+    instance.create_run_for_job(job_def=job, run_id=run_id, run_config=run_config, tags=tags,
+                                job_code_origin=origin, asset_selection=frozenset(keys))
+    args = ExecuteRunArgs(job_origin=origin, run_id=run_id, instance_ref=instance.get_ref(),
                           set_exit_code_on_failure=True)
     # the arguments go in the environment (DAGSTER_EXECUTE_RUN_ARGS), not on the command line
     command = [sys.executable, "-m", "dagster", "api", "execute_run"]
     logs = cluster_paths(territory.store.dagster_home).logs
     logs.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, DAGSTER_EXECUTE_RUN_ARGS=serialize_value(args))
+    env = {**os.environ, **territory.environment(), "DAGSTER_EXECUTE_RUN_ARGS": serialize_value(args)}
     with open(logs / f"run-{run_id}.log", "ab") as log:
         return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 preexec_fn=_die_with_parent)
@@ -311,25 +311,6 @@ def _die_with_parent() -> None:
 
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _code_location_environment(territory):
-    """The variables the code location is rebuilt from (TerritoryResource.from_env), for the whole chain:
-    the run is created from the job loaded here, and the run workers inherit them."""
-    import os
-    from contextlib import contextmanager
-
-    @contextmanager
-    def scoped():
-        saved = dict(os.environ)
-        os.environ.update(territory.environment())
-        try:
-            yield
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-
-    return scoped()
 
 
 def summarise(result) -> RunOutcome:
