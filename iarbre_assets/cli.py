@@ -149,7 +149,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def cmd_instance(args: argparse.Namespace) -> int:
     """Choose the home's deployment profile; dagster.yaml is written from it."""
-    from .deployment.profiles import Profile, load_profile
+    from .deployment.profiles import load_profile
 
     resource = territory_resource(args, remember=True)
     dagster_home = resource.store.dagster_home
@@ -165,7 +165,7 @@ def cmd_instance(args: argparse.Namespace) -> int:
         for name in ("max_concurrent_runs", "communes_per_run"):
             if getattr(args, name):
                 changes[name] = getattr(args, name)
-        current = write_instance_config(dagster_home, Profile(**{**current.__dict__, **changes}))
+        current = write_instance_config(dagster_home, current.with_updates(**changes))
     print(f"profile: {current.name}   ({dagster_home / 'dagster.yaml'})")
     if current.name == "cluster":
         print(f"  postgres: {_without_password(current.postgres_url)}\n  broker:   {current.broker_url}"
@@ -190,8 +190,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         profile, state = local_cluster.up(
             dagster_home, subprocess_env(resource), REPO_ROOT / "workspace.yaml", workers=args.workers_count,
             cores=args.cores, postgres_port=args.postgres_port, redis_port=args.redis_port,
-            max_concurrent_runs=args.max_concurrent_runs, communes_per_run=args.communes_per_run,
-            write_profile=lambda p: write_instance_config(dagster_home, p))
+            max_concurrent_runs=args.max_concurrent_runs, communes_per_run=args.communes_per_run)
         print(f"cluster up for {resource.home}: Postgres on 127.0.0.1:{state['postgres_port']}, Redis on "
               f"127.0.0.1:{state['redis_port']}, {args.workers_count} Celery worker(s) of {args.cores} core(s), "
               f"the Dagster daemon; backfills run {args.communes_per_run} communes per run")
@@ -589,8 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-USER_ERRORS = {"ConfigFileError", "ProfileError", "ClusterError", "PlatformError", "ExplainError", "ReportError", "SelectionError",
-               "UnknownRunError", "CommandError", "WarehouseMissingError", "WarehouseLockedError"}
+USER_ERRORS = {"ConfigFileError", "ProfileError", "ClusterError", "PlatformError", "ExplainError", "ReportError",
+               "SelectionError", "UnknownRunError", "CommandError", "WarehouseMissingError", "WarehouseLockedError"}
 
 
 def main(argv: list[str] | None = None) -> int:

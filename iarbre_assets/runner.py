@@ -115,38 +115,37 @@ def resolve_selection(defs, select) -> tuple[list | None, list[str]]:
 def materialise(defs, territory, instance, select=None, tags: dict | None = None, partitions=None,
                 view=None, log_level: str = "WARNING") -> RunOutcome:
     """Materialise every asset (or a selection) for all communes (or `partitions`, a contiguous (first, last)
-    range of commune codes) in one in-process run of the code location's implicit asset job."""
+    range of commune codes) in one in-process run of the code location's implicit asset job; on the cluster
+    profile, in the chain of runs of `run_on_cluster`."""
     from dagster._core.utils import make_new_run_id
 
     from .compute.pool import prestart
     from .deployment.profiles import load_profile
     from .progress import following
 
-    prestart()  # workers import the geo stack and GX while this process sets the run up
     platform = territory.platform
     selection, trimmed = resolve_selection(defs, select)
     codes = platform.commune_codes
     first, last = partitions or (codes[0], codes[-1])
-    graph = defs.resolve_asset_graph()
-    partitioned = selection is None or any(graph.get(k).partitions_def is not None for k in selection)
-    run_tags = {"iarbre/territory": platform.territory.name, PROCESS_TAG: process_identity(), **(tags or {})}
-    if partitioned:
-        run_tags.update({"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
-    run_id = make_new_run_id()
-    job = defs.resolve_implicit_global_asset_job_def()
     # Dagster's step-by-step DEBUG lines go to the run's event log (see the UI); the console gets warnings.
     run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-    progress = territory.progress(run_id)
-    progress.emit("run started", note=f"run {run_id[:8]}, {len(selection) if selection else 'all'} assets"
-                                      + (f", communes {first}..{last}" if partitioned else ""))
-    if load_profile(territory.store.dagster_home).name == "cluster":
-        for key in ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end"):
-            run_tags.pop(key, None)  # each run of the chain has its own range
+    run_tags = {"iarbre/territory": platform.territory.name, PROCESS_TAG: process_identity(), **(tags or {})}
+    if load_profile(territory.store.dagster_home).name == "cluster":  # each run of the chain has its own range
         outcome = run_on_cluster(defs, territory, instance, selection, [c for c in codes if first <= c <= last],
                                  run_tags, run_config)
         outcome.trimmed = trimmed
         return outcome
 
+    prestart()  # workers import the geo stack and GX while this process sets the run up
+    graph = defs.resolve_asset_graph()
+    partitioned = selection is None or any(graph.get(k).partitions_def is not None for k in selection)
+    if partitioned:
+        run_tags.update({"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last})
+    run_id = make_new_run_id()
+    job = defs.resolve_implicit_global_asset_job_def()
+    progress = territory.progress(run_id)
+    progress.emit("run started", note=f"run {run_id[:8]}, {len(selection) if selection else 'all'} assets"
+                                      + (f", communes {first}..{last}" if partitioned else ""))
     def execute():
         return job.execute_in_process(instance=instance, tags=run_tags, raise_on_error=False, run_config=run_config,
                                       asset_selection=selection, run_id=run_id)

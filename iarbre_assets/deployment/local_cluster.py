@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .profiles import Profile, worker_config_module
+from .profiles import Profile, worker_config_module, write_instance_config
 
 HOST = "127.0.0.1"
 DATABASE = "iarbre"
@@ -331,10 +331,10 @@ def wait_for_workers(profile: Profile, names: list[str], timeout_s: float = 120)
 # ------------------------------------------------------------------------------------------------
 def up(dagster_home: Path, env: dict[str, str], workspace: Path, workers: int = 2, cores: int = 1,
        postgres_port: int | None = None, redis_port: int | None = None, max_concurrent_runs: int = 2,
-       communes_per_run: int = 8, write_profile=None) -> tuple[Profile, dict]:
+       communes_per_run: int = 8) -> tuple[Profile, dict]:
     """Start Postgres, Redis, `workers` Celery workers (`cores` pool processes each) and the Dagster daemon
-    for this home, writing its cluster profile (`write_profile`) before the daemon starts. Servers already
-    running for the home are kept."""
+    for this home, and make the cluster the home's profile (written before the daemon reads it). Servers
+    already running for the home are kept."""
     paths = cluster_paths(dagster_home)
     state = _read_state(paths)
     postgres_port = postgres_port or state.get("postgres_port") or free_port()
@@ -346,8 +346,7 @@ def up(dagster_home: Path, env: dict[str, str], workspace: Path, workers: int = 
     profile = Profile(name="cluster", postgres_url=f"postgresql+psycopg2://postgres@{HOST}:{postgres_port}/{DATABASE}",
                       broker_url=broker, backend_url=f"redis://{HOST}:{redis_port}/1",
                       max_concurrent_runs=max_concurrent_runs, communes_per_run=communes_per_run)
-    if write_profile:
-        write_profile(profile)
+    write_instance_config(dagster_home, profile)
     running = worker_pids(paths)
     names = [f"worker{i}" for i in range(1, workers + 1)]
     for name in names:

@@ -97,6 +97,8 @@ def instance_yaml(dagster_home: Path, profile: Profile) -> str:
     """dagster.yaml for a home. Both profiles: no telemetry, one writer at a time on the DuckDB warehouse
     (the `warehouse` pool, limit 1, honoured by every executor), run monitoring so a killed run is marked
     failed, sensors in threads and a queue read every second (a drop's latency)."""
+    from ..automation.refresh import REFRESH_TRIGGER
+
     common = (
         "telemetry:\n  enabled: false\n"
         "run_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  poll_interval_seconds: 10\n"
@@ -104,12 +106,12 @@ def instance_yaml(dagster_home: Path, profile: Profile) -> str:
         "auto_materialize:\n  use_threads: true\n  num_workers: 2\n"
         "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: QueuedRunCoordinator\n"
         "  config:\n    dequeue_interval_seconds: 1\n"
+        "concurrency:\n  pools:\n    granularity: op\n    default_limit: 1\n"
+        f"  runs:\n    max_concurrent_runs: {profile.max_concurrent_runs}\n"
     )
     if profile.name == "single":
         return (
             common
-            + "concurrency:\n  pools:\n    granularity: op\n    default_limit: 1\n"
-            + f"  runs:\n    max_concurrent_runs: {profile.max_concurrent_runs}\n"
             + "event_log_storage:\n  module: iarbre_assets.instance_storage\n"
             + "  class: PooledSqliteEventLogStorage\n"
             + f"  config:\n    base_dir: {dagster_home / 'history'}\n"
@@ -118,10 +120,8 @@ def instance_yaml(dagster_home: Path, profile: Profile) -> str:
     # never take every slot from the partner-refresh runs.
     return (
         common
-        + "concurrency:\n  pools:\n    granularity: op\n    default_limit: 1\n"
-        + f"  runs:\n    max_concurrent_runs: {profile.max_concurrent_runs}\n"
         + "    tag_concurrency_limits:\n"
-        + "      - key: iarbre/trigger\n        value: refresh_sensor\n        limit: 1\n"
+        + f"      - key: iarbre/trigger\n        value: {REFRESH_TRIGGER}\n        limit: 1\n"
         + "      - key: dagster/backfill\n"
         + f"        limit: {max(1, profile.max_concurrent_runs - 1)}\n"
         + "storage:\n  postgres:\n"

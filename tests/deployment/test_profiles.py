@@ -9,6 +9,7 @@ import dagster as dg
 import pytest
 from dagster._core.instance.config import dagster_instance_config
 
+from iarbre_assets.automation.refresh import REFRESH_TRIGGER
 from iarbre_assets.deployment.profiles import (
     CELERY_SETTINGS,
     Profile,
@@ -41,7 +42,7 @@ def test_the_cluster_profile_writes_postgres_storage_a_queue_with_tag_limits_and
     assert config["storage"]["postgres"]["postgres_url"] == CLUSTER.postgres_url
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
-    assert {"key": "iarbre/trigger", "value": "refresh_sensor", "limit": 1} in limits
+    assert {"key": "iarbre/trigger", "value": REFRESH_TRIGGER, "limit": 1} in limits  # the refresh sensor's runs
     assert config["concurrency"]["pools"]["default_limit"] == 1  # one DuckDB writer, on every profile
     assert "event_log_storage" not in config
     assert load_profile(tmp_path) == CLUSTER  # saved with the instance, read back by the code location

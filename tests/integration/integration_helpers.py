@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +149,15 @@ def marts_state(home, carried: set[tuple[str, str]] = frozenset()) -> dict:
         return out
     finally:
         con.close()
+
+
+def wait_for(condition, what: str, bound_s: float = 600.0, every_s: float = 0.2):
+    """Poll `condition` until it returns something true, and return it; fail after a generous outer bound
+    (tests wait on progress, never on a fixed delay)."""
+    deadline = time.monotonic() + bound_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every_s)
+    raise AssertionError(f"gave up waiting ({bound_s:.0f} s) for {what}")

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +17,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from integration_helpers import demo_data, marts_state
+from integration_helpers import demo_data, marts_state, wait_for
 from iarbre_assets.automation.refresh import CHAIN_TAG
 from iarbre_assets.deployment import local_cluster
 from iarbre_assets.store import Export, Store
@@ -121,16 +120,6 @@ def test_the_cluster_runs_the_demo_on_postgres_and_two_workers_with_the_single_p
     assert report.returncode == 0 and "Scored cells" in report.stdout
 
 
-def _wait(condition, what: str, bound_s: float = 900.0, every_s: float = 0.5):
-    deadline = time.monotonic() + bound_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"gave up waiting ({bound_s:.0f} s) for {what}")
-
-
 def test_a_worker_killed_with_kill_9_mid_run_costs_a_step_not_the_run(demo_run, cluster_home):
     instance = _instance(cluster_home)
     before = {r.run_id for r in instance.get_runs()}
@@ -147,8 +136,8 @@ def test_a_worker_killed_with_kill_9_mid_run_costs_a_step_not_the_run(demo_run, 
                             return run.run_id, worker
                 return None
 
-            run_id, worker = _wait(lambda: process.poll() is None and constraints_started(),
-                                   "a worker to start the constraints")
+            run_id, worker = wait_for(lambda: process.poll() is None and constraints_started(),
+                                      "a worker to start the constraints", bound_s=900.0, every_s=0.5)
             name = worker.partition("@")[0]
             pid = int(paths.worker_pid(name).read_text())
             os.killpg(pid, signal.SIGKILL)  # the worker and anything it started

@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import rasterio
 
-from integration_helpers import demo_data
+from integration_helpers import demo_data, wait_for
 from iarbre_assets.runner import PROCESS_TAG
 from iarbre_assets.store import Export, Store
 from iarbre_assets.store.files import file_sha256
@@ -48,16 +47,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _wait(condition, what: str, bound_s: float = 600.0, every_s: float = 0.2):
-    deadline = time.monotonic() + bound_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"gave up waiting ({bound_s:.0f} s) for {what}")
-
-
 def _constraints_under_way(store: Store):
     for path in (store.home / "progress").glob("*.jsonl") if (store.home / "progress").is_dir() else ():
         for line in path.read_text().splitlines():
@@ -77,15 +66,15 @@ def test_a_killed_run_is_marked_failed_leaves_no_worker_and_the_rerun_matches_an
     with open(tmp_path / "killed.log", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            run_id = _wait(lambda: process.poll() is None and _constraints_under_way(store),
+            run_id = wait_for(lambda: process.poll() is None and _constraints_under_way(store),
                            "the run to reach the constraints")
-            workers = _wait(lambda: _children(process.pid), "the pool workers")
+            workers = wait_for(lambda: _children(process.pid), "the pool workers")
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
         finally:
             if process.poll() is None:
                 process.kill()
-    _wait(lambda: not any(_alive(pid) for pid in workers), f"the workers {sorted(workers)} to exit", bound_s=120)
+    wait_for(lambda: not any(_alive(pid) for pid in workers), f"the workers {sorted(workers)} to exit", bound_s=120)
 
     instance = dg.DagsterInstance.from_config(str(store.dagster_home))
     killed = instance.get_run_by_id(run_id)
