@@ -157,8 +157,10 @@ class Platform:
     _server_root = None
 
     def url_variables(self) -> dict[str, str]:
-        """Values for ${...} in URLs; starts the territory's local wire server (a plugin) on first use."""
-        if self.territory.local_server is None:
+        """Values for ${...} in URLs; starts the territory's local wire server (a plugin) on first use, unless
+        the configuration names one already running (LOCAL_SERVER, e.g. a stand-in for the partners in its
+        own process)."""
+        if self.territory.local_server is None or "LOCAL_SERVER" in self.url_secrets:
             return dict(self.url_secrets)
         with self._server_lock:
             if Platform._server is None or Platform._server_root != self._wire_root:

@@ -19,6 +19,7 @@ from pydantic import PrivateAttr
 
 from .compute import pool
 from .platform import DEFAULT_TERRITORY, Platform
+from .warehouse.duck import DEFAULT_MEMORY_LIMIT
 
 
 class TerritoryResource(dg.ConfigurableResource):
@@ -107,6 +108,8 @@ class WarehouseResource(DuckDBResource):
     read-only connections, and a bounded wait while another process holds DuckDB's single-writer lock."""
 
     lock_timeout_s: float = 120.0
+    # DuckDB's buffer pool, in this process and in dbt's (see warehouse.duck.DEFAULT_MEMORY_LIMIT)
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
 
     @classmethod
     def for_home(cls, home: str | Path) -> "WarehouseResource":
@@ -118,7 +121,8 @@ class WarehouseResource(DuckDBResource):
     def get_connection(self, read_only: bool = False, spatial: bool = True):
         from .warehouse.duck import connect
 
-        con = connect(self.database, read_only=read_only, spatial=spatial, lock_timeout=self.lock_timeout_s)
+        con = connect(self.database, read_only=read_only, spatial=spatial, lock_timeout=self.lock_timeout_s,
+                      memory_limit=self.memory_limit)
         try:
             yield con
         finally:

@@ -14,6 +14,7 @@ from dagster import AssetExecutionContext
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, dbt_assets
 
 from ..automation.conditions import MART_AUTOMATION
+from ..compute import pool
 from ..resources import TerritoryResource, WarehouseResource
 from ..warehouse.dbt import dbt_project, dbt_vars, manifest_is_current, run_target_path
 from ..warehouse.schema import contract, ensure_schema
@@ -69,8 +70,12 @@ def build_dbt_assets() -> dg.AssetsDefinition:
         with warehouse.get_connection() as con:  # staging views need every contract table, even before its writer ran
             ensure_schema(con, contract(platform.catalogue))
         territory.progress(context.run.run_id).emit("dbt build", note=f"{len(context.selected_asset_keys)} models")
+        # dbt works in its own process: the idle pool workers would hold ~1.3 GB through it at full scale
+        # (a later pooled step starts them again; docs/decisions.md D40)
+        pool.shutdown()
         target = run_target_path(platform.store.dbt_dir, context.run.run_id)
-        yield from dbt.cli(["build", "--vars", dbt_vars(platform.store.warehouse)], context=context,
+        yield from dbt.cli(["build", "--vars", dbt_vars(platform.store.warehouse, warehouse.memory_limit)],
+                           context=context,
                            target_path=target).stream()
 
     return iarbre_dbt_assets

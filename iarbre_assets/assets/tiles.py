@@ -58,27 +58,9 @@ def build_tiles_asset(platform: Platform) -> dg.AssetsDefinition:
                warehouse: WarehouseResource) -> dg.MaterializeResult:
         platform = territory.platform
         store, catalogue = platform.store, platform.catalogue
-        names = [f.slug for f in platform.scored_factors]
-        index = {slug: i for i, slug in enumerate(names)}
-        meta_index = {m.slug: [index[s] for s in catalogue.meta_mapping[m.slug] if s in index]
-                      for m in catalogue.meta_factors}
-        groups = {m.slug: meta_index[m.slug] for m in catalogue.meta_factors
-                  if m.aggregate_in_top and meta_index[m.slug]}
-        iris = None
-        if platform.territory.iris is not None:
-            current = store.versions("iris").require_current()
-            code_field = platform.territory.iris.code_field
-            frame = gpd.read_parquet(current.data_path(store))
-            iris = {"path": str(current.data_path(store)), "code_field": code_field,
-                    "codes": sorted(frame[code_field].astype(str))}
         communes = list(context.partition_keys)
         store.history.register_run(context.run.run_id, communes)
-        tasks = [TilesTask(
-            commune=code, window=platform.windows[code], factors=factor_inputs(platform), store=store,
-            communes=communes_layer(platform), meta_index=meta_index, top_groups=groups,
-            top_k=catalogue.scoring.top_factors, run_id=context.run.run_id, iris=iris,
-            display_footprints={f.slug: str(store.footprint(f.slug, code)) for f in display})
-            for code in communes]
+        tasks = tiles_tasks(platform, communes, context.run.run_id)
         with territory.progress(context.run.run_id).stage("tiles", len(tasks)) as advance:
             records = map_tasks(run_tiles, tasks, size=lambda t: t.window.width * t.window.height, progress=advance)
         expected = {code: read_json(store.score_record(code))["outputs"]["cells"] for code in communes}
@@ -100,3 +82,28 @@ def build_tiles_asset(platform: Platform) -> dg.AssetsDefinition:
         )
 
     return _tiles
+
+
+def tiles_tasks(platform: Platform, communes: list[str], run_id: str) -> list[TilesTask]:
+    """The tiles task of each commune (what run_tiles needs: rasters, factors, IRIS, display layers)."""
+    store, catalogue = platform.store, platform.catalogue
+    display = [f for f in platform.factors if f.display_only]
+    names = [f.slug for f in platform.scored_factors]
+    index = {slug: i for i, slug in enumerate(names)}
+    meta_index = {m.slug: [index[s] for s in catalogue.meta_mapping[m.slug] if s in index]
+                  for m in catalogue.meta_factors}
+    groups = {m.slug: meta_index[m.slug] for m in catalogue.meta_factors
+              if m.aggregate_in_top and meta_index[m.slug]}
+    iris = None
+    if platform.territory.iris is not None:
+        current = store.versions("iris").require_current()
+        code_field = platform.territory.iris.code_field
+        frame = gpd.read_parquet(current.data_path(store))
+        iris = {"path": str(current.data_path(store)), "code_field": code_field,
+                "codes": sorted(frame[code_field].astype(str))}
+    return [TilesTask(
+        commune=code, window=platform.windows[code], factors=factor_inputs(platform), store=store,
+        communes=communes_layer(platform), meta_index=meta_index, top_groups=groups,
+        top_k=catalogue.scoring.top_factors, run_id=run_id, iris=iris,
+        display_footprints={f.slug: str(store.footprint(f.slug, code)) for f in display})
+        for code in communes]

@@ -28,11 +28,13 @@ from ..store import Store, write_json
 from ..store.geoparquet import write_polygons
 from ..store.rasters import write_geotiff
 from ..store.files import file_sha256
+from .caches import release_between_steps
 
 # zstd: 1.6x faster to write than deflate (GDAL's default level 9), a little smaller, faster to read
 COVERAGE_COMPRESS = "zstd"
 _SOURCE_CACHE: "OrderedDict[str, gpd.GeoDataFrame]" = OrderedDict()
 _SOURCE_CACHE_SIZE = 3
+release_between_steps(_SOURCE_CACHE.clear)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,8 @@ _COMMUNES_CACHE: dict[str, list] = {}
 # same. Bounded in bytes (a bool per cell: the 59 full-scale communes hold 40 MB), oldest dropped first.
 _MASK_CACHE: "OrderedDict[tuple, tuple[object, int]]" = OrderedDict()
 _MASK_CACHE_BYTES = 256 * 1024 * 1024
+release_between_steps(_MASK_CACHE.clear)
+release_between_steps(_COMMUNES_CACHE.clear)
 
 
 def _cached(key: tuple, build):

@@ -18,11 +18,11 @@ import numpy as np
 import pyarrow as pa
 
 from ..geo.coverage import COVERAGE_NODATA
-from ..geo.grid import PLATFORM_CRS, Window, cell_owner
+from ..geo.grid import Window, cell_owner
 from ..geo.preview import sample_on_lattice
 from ..geo.score import CLASS_NODATA, SCORE_NODATA, classify, factor_stats, meta_sums, score_cells, top_factors
 from ..store import Store, write_json
-from ..store.geoparquet import with_point_geometry, write_tiles
+from ..store.geoparquet import TILES_ROW_GROUP, with_point_geometry, write_tiles
 from ..store.history import COVERAGE_BLOCK
 from ..store.rasters import read_geotiff, read_tags, write_geotiff
 from .constraints import CommuneLayer, commune_mask
@@ -171,14 +171,16 @@ def transitions_rows(transitions) -> list[dict]:
 
 # ------------------------------------------------------------------------------------------------
 def _owner_codes(layer_path: str, code_field: str, codes: list[str], window: Window) -> np.ndarray:
+    """Per cell of the window, the index in `codes` of the polygon owning it (-1 for none)."""
     frame = gpd.read_parquet(layer_path)
     by_code = dict(zip(frame[code_field].astype(str), frame.geometry.values))
-    owner = cell_owner([by_code[c] for c in codes], window)
-    names = np.array(codes + [None], dtype=object)
-    return names[np.where(owner < 0, len(codes), owner)]
+    return cell_owner([by_code[c] for c in codes], window)
 
 
 def run_tiles(task: TilesTask) -> dict:
+    """Write the commune's tiles GeoParquet: one row per owned cell, in row-group slices (the window-sized
+    rasters are read once; the Arrow columns exist for one slice at a time, so a task's memory does not
+    grow with the commune's number of cells)."""
     window = task.window
     inside = commune_mask(task.communes, task.commune, window)
     score, score_window, _ = read_geotiff(task.store.score(task.commune))
@@ -189,51 +191,58 @@ def run_tiles(task: TilesTask) -> dict:
     names = [f.slug for f in task.factors]
     top_index, top_pct, labels = top_factors(stack, names, k=task.top_k, groups=task.top_groups)
     metas = meta_sums(stack, task.meta_index)
-    blocking_idx = [i for i, f in enumerate(task.factors) if f.blocking]
-    rows, cols = np.nonzero(inside)
-    xs, ys = window.cell_centres()
-    label_array = np.array(labels + [None], dtype=object)
-
-    columns: dict[str, object] = {
-        "cell_id": pa.array(window.cell_ids()[rows, cols], pa.int64()),
-        "commune": pa.array(np.full(len(rows), task.commune, dtype=object), pa.string()),
-    }
-    if task.iris:
-        iris = _owner_codes(task.iris["path"], task.iris["code_field"], task.iris["codes"], window)
-        columns["iris"] = pa.array(iris[rows, cols], pa.string())
-    else:
-        columns["iris"] = pa.nulls(len(rows), pa.string())
-    columns["x"] = pa.array(xs[rows, cols], pa.float64())
-    columns["y"] = pa.array(ys[rows, cols], pa.float64())
-    columns["score"] = pa.array(score[rows, cols], pa.float32())
-    columns["class"] = pa.array(classes[rows, cols], pa.uint8())
-    blocked = np.zeros(window.shape, dtype=bool)
     first_blocking = np.full(window.shape, len(task.factors), dtype=np.int16)
-    for i in reversed(blocking_idx):
-        hit = stack[i] > 0
-        blocked |= hit
-        first_blocking[hit] = i
-    columns["blocked"] = pa.array(blocked[rows, cols], pa.bool_())
-    factor_names = np.array(names + [None], dtype=object)
-    columns["blocking_factor"] = pa.array(factor_names[first_blocking[rows, cols]], pa.string())
-    for k in range(task.top_k):
-        idx = top_index[k][rows, cols]
-        columns[f"top{k + 1}"] = pa.array(label_array[np.where(idx < 0, len(labels), idx)], pa.string())
-        pct = top_pct[k][rows, cols]
-        columns[f"top{k + 1}_pct"] = pa.array(pct, pa.uint16(), mask=idx < 0)
-    for slug, values in metas.items():
-        columns[f"meta_{slug}"] = pa.array(values[rows, cols], pa.uint16())
-    for slug, path in task.display_footprints.items():
-        columns[f"in_{slug}"] = pa.array(_centre_in(path, window)[rows, cols], pa.bool_())
-    columns["run_id"] = pa.array(np.full(len(rows), task.run_id, dtype=object), pa.string())
+    for i in reversed([i for i, f in enumerate(task.factors) if f.blocking]):
+        first_blocking[stack[i] > 0] = i
+    del stack
+    iris_owner = iris_codes = None
+    if task.iris:
+        iris_codes = pa.array(task.iris["codes"] + [None], pa.string())
+        iris_owner = _owner_codes(task.iris["path"], task.iris["code_field"], task.iris["codes"], window)
+    display = {slug: _centre_in(path, window) for slug, path in task.display_footprints.items()}
+    flat = np.flatnonzero(inside.reshape(-1))
+    xs, ys = window.cell_centres()
+    cell_ids = window.cell_ids()
+    # strings taken from small Arrow dictionaries: no Python object per cell
+    label_strings = pa.array(labels + [None], pa.string())
+    factor_names = pa.array(names + [None], pa.string())
+    commune, run_id = pa.scalar(task.commune, pa.string()), pa.scalar(task.run_id, pa.string())
 
-    table = pa.table(columns)
-    geometry = gpd.points_from_xy(xs[rows, cols], ys[rows, cols], crs=PLATFORM_CRS)
-    table = with_point_geometry(table, geometry)
+    def columns(at: np.ndarray) -> pa.Table:
+        """The rows of the cells at these flat indices of the window."""
+        n = len(at)
+        out: dict[str, object] = {
+            "cell_id": pa.array(cell_ids.reshape(-1)[at], pa.int64()),
+            "commune": pa.repeat(commune, n),
+        }
+        if iris_owner is not None:
+            owner = iris_owner.reshape(-1)[at]
+            out["iris"] = iris_codes.take(pa.array(np.where(owner < 0, len(iris_codes) - 1, owner)))
+        else:
+            out["iris"] = pa.nulls(n, pa.string())
+        x, y = xs.reshape(-1)[at], ys.reshape(-1)[at]
+        out["x"] = pa.array(x, pa.float64())
+        out["y"] = pa.array(y, pa.float64())
+        out["score"] = pa.array(score.reshape(-1)[at], pa.float32())
+        out["class"] = pa.array(classes.reshape(-1)[at], pa.uint8())
+        blocking = first_blocking.reshape(-1)[at]
+        out["blocked"] = pa.array(blocking < len(task.factors), pa.bool_())
+        out["blocking_factor"] = factor_names.take(pa.array(blocking))
+        for k in range(task.top_k):
+            idx = top_index[k].reshape(-1)[at]
+            out[f"top{k + 1}"] = label_strings.take(pa.array(np.where(idx < 0, len(labels), idx)))
+            out[f"top{k + 1}_pct"] = pa.array(top_pct[k].reshape(-1)[at], pa.uint16(), mask=idx < 0)
+        for slug, values in metas.items():
+            out[f"meta_{slug}"] = pa.array(values.reshape(-1)[at], pa.uint16())
+        for slug, centre_in in display.items():
+            out[f"in_{slug}"] = pa.array(centre_in.reshape(-1)[at], pa.bool_())
+        out["run_id"] = pa.repeat(run_id, n)
+        return with_point_geometry(pa.table(out), x, y)
+
     out = task.store.tiles(task.commune)
-    write_tiles(out, table)
+    write_tiles(out, (columns(flat[i:i + TILES_ROW_GROUP]) for i in range(0, max(len(flat), 1), TILES_ROW_GROUP)))
     task.store.history.keep(task.run_id, task.commune, "tiles", out)
-    return {"commune": task.commune, "rows": int(len(rows)), "path": str(out)}
+    return {"commune": task.commune, "rows": int(len(flat)), "path": str(out)}
 
 
 def _centre_in(footprint_path: str, window: Window) -> np.ndarray:

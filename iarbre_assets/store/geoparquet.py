@@ -5,6 +5,7 @@ All write GeoParquet 1.1 (WKB geometry, CRS as PROJJSON) atomically (temporary s
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -67,10 +68,22 @@ def write_polygons(path: Path, polygons: np.ndarray, crs: str = PLATFORM_CRS) ->
         pq.write_table(table, tmp, compression="zstd")
 
 
-def with_point_geometry(table: pa.Table, geometry, crs: str = PLATFORM_CRS) -> pa.Table:
-    """Append a WKB point geometry column with GeoParquet 1.1 metadata (points, EPSG:2154, bbox)."""
-    wkb = shapely.to_wkb(np.asarray(geometry), output_dimension=2)
-    table = table.append_column("geometry", pa.array(wkb, pa.binary()))
+_POINT_WKB = np.dtype([("order", "u1"), ("kind", "<u4"), ("x", "<f8"), ("y", "<f8")])  # packed: 21 bytes
+
+
+def point_wkb(xs: np.ndarray, ys: np.ndarray) -> pa.BinaryArray:
+    """2-D points as little-endian ISO WKB (the bytes shapely.to_wkb writes), built straight into one Arrow
+    buffer: no geometry object per point (a commune's millions of cell centres held ~1 GB as shapely Points)."""
+    n = len(xs)
+    records = np.empty(n, dtype=_POINT_WKB)
+    records["order"], records["kind"], records["x"], records["y"] = 1, 1, xs, ys
+    offsets = np.arange(0, (n + 1) * _POINT_WKB.itemsize, _POINT_WKB.itemsize, dtype=np.int32)
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(records)])
+
+
+def with_point_geometry(table: pa.Table, xs: np.ndarray, ys: np.ndarray, crs: str = PLATFORM_CRS) -> pa.Table:
+    """Append a WKB point geometry column with GeoParquet 1.1 metadata (points, EPSG:2154)."""
+    table = table.append_column("geometry", point_wkb(np.asarray(xs, np.float64), np.asarray(ys, np.float64)))
     meta = {
         "version": "1.1.0",
         "primary_column": "geometry",
@@ -82,6 +95,12 @@ def with_point_geometry(table: pa.Table, geometry, crs: str = PLATFORM_CRS) -> p
     return table.replace_schema_metadata(metadata)
 
 
-def write_tiles(path: Path, table: pa.Table) -> None:
+def write_tiles(path: Path, tables) -> None:
+    """Write a commune's tiles from a table, or from an iterable of tables of at most TILES_ROW_GROUP rows
+    each (one row group per table; the first one's schema, GeoParquet metadata included, is the file's)."""
+    tables = iter([tables] if isinstance(tables, pa.Table) else tables)
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=TILES_ROW_GROUP)
+        first = next(tables)
+        with pq.ParquetWriter(tmp, first.schema, compression="zstd") as writer:
+            for table in itertools.chain([first], tables):
+                writer.write_table(table, row_group_size=TILES_ROW_GROUP)

@@ -63,11 +63,14 @@ def dbt_env() -> dict[str, str]:
     return env
 
 
-def dbt_vars(warehouse: Path) -> str:
-    """The `--vars` of a dbt invocation on one home's warehouse."""
+def dbt_vars(warehouse: Path, memory_limit: str | None = None) -> str:
+    """The `--vars` of a dbt invocation on one home's warehouse (and DuckDB's buffer-pool cap in dbt)."""
     import json
 
-    return json.dumps({"warehouse_path": str(Path(warehouse).resolve())})
+    from .duck import DEFAULT_MEMORY_LIMIT
+
+    return json.dumps({"warehouse_path": str(Path(warehouse).resolve()),
+                       "duckdb_memory_limit": memory_limit or DEFAULT_MEMORY_LIMIT})
 
 
 def project_fingerprint() -> str:

@@ -22,6 +22,10 @@ _FIRST_WAIT_S = 0.05
 _MAX_WAIT_S = 2.0
 # Never reach for the network or ~/.duckdb behind our back.
 CONNECT_CONFIG = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+# DuckDB's default buffer pool is 80 % of RAM: loading the 21 M tiles rows of the full metropole held 3 GB
+# in the run process. Capped, DuckDB spills to its temp directory and loads at the same speed
+# (benchmarks/full_scale.py --end-to-end; docs/decisions.md D40).
+DEFAULT_MEMORY_LIMIT = "1GB"
 
 
 class WarehouseLockedError(RuntimeError):
@@ -66,11 +70,13 @@ def connect(
     *,
     spatial: bool = True,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
 ) -> duckdb.DuckDBPyConnection:
     """Open the warehouse file `path` with spatial loaded.
 
     Read-write connections create the file (and its directory); read-only ones require it to exist.
     Waits up to `lock_timeout` seconds while another process holds the file, then raises WarehouseLockedError.
+    `memory_limit` caps DuckDB's buffer pool (it spills beyond it).
     """
     path = Path(path).resolve()
     if read_only and not path.exists():
@@ -82,7 +88,8 @@ def connect(
     wait = _FIRST_WAIT_S
     while True:
         try:
-            con = duckdb.connect(str(path), read_only=read_only, config=CONNECT_CONFIG)
+            con = duckdb.connect(str(path), read_only=read_only,
+                                 config={**CONNECT_CONFIG, "memory_limit": memory_limit})
             break
         except duckdb.Error as exc:
             if not _is_lock_conflict(exc):

@@ -70,3 +70,19 @@ def test_groups_owners_and_checks(demo_graph):
     assert ("source/ore_gaz", "quality_suite") in checks
     assert ("coverage/reseau_gaz", "values_in_range") in checks
     assert ("plantability_class", "classes_valid") in checks
+
+
+def test_a_configured_local_server_is_used_and_none_is_started(demo_graph):
+    """LOCAL_SERVER in the configuration names a partners' server already running (the benchmarks run the
+    demo's in a process of its own): the platform uses it and starts none of its own."""
+    from iarbre_assets.platform import Platform
+    from iarbre_assets.resources import TerritoryResource
+
+    before = Platform._server
+    resource = TerritoryResource(home=demo_graph.territory.home, territory="demo",
+                                 url_secrets={"LOCAL_SERVER": "http://127.0.0.1:9"})
+    platform = resource.platform
+    urls = [platform.source_url(s) for s in platform.sources.values()]
+    remote = [u for u in urls if u]
+    assert remote and all(u.startswith("http://127.0.0.1:9/") for u in remote)
+    assert Platform._server is before

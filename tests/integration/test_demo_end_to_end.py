@@ -149,3 +149,25 @@ def test_normalised_sources_are_geoparquet_1_1_with_bbox_covering(demo_run):
         assert column["crs"]["id"]["code"] == 2154, slug
         frame = gpd.read_parquet(path)
         assert frame.crs.to_epsg() == 2154 and frame.geometry.is_valid.all() and not frame.has_z.any(), slug
+
+
+def test_tiles_written_in_row_group_slices_equal_the_tiles_of_the_run(demo_copy, monkeypatch):
+    """run_tiles builds and writes one row group at a time (bounded memory on large communes): with slices
+    of 5 000 rows, every commune's file holds exactly the rows the run wrote in one slice."""
+    import math
+
+    import pyarrow.parquet as pq
+
+    from iarbre_assets.assets.tiles import tiles_tasks
+    from iarbre_assets.compute import scoring
+
+    platform = demo_copy.platform
+    before = {c: pq.read_table(platform.store.tiles(c)) for c in platform.commune_codes}
+    run_id = before[platform.commune_codes[0]].column("run_id")[0].as_py()
+    monkeypatch.setattr(scoring, "TILES_ROW_GROUP", 5000)
+    for task in tiles_tasks(platform, platform.commune_codes, run_id):
+        record = scoring.run_tiles(task)
+        after = pq.ParquetFile(platform.store.tiles(task.commune))
+        assert after.metadata.num_row_groups == math.ceil(record["rows"] / 5000) > 1
+        assert after.read().equals(before[task.commune])
+        assert after.schema_arrow.metadata[b"geo"] == before[task.commune].schema.metadata[b"geo"]
