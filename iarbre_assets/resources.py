@@ -46,12 +46,14 @@ class TerritoryResource(dg.ConfigurableResource):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> "TerritoryResource":
         """The configuration `dagster dev` and `iarbre` hand over: IARBRE_HOME, IARBRE_TERRITORY,
-        IARBRE_DATA_DIR, IARBRE_CATALOG, IARBRE_WORKERS, and any variable a territory URL names (read only)."""
+        IARBRE_DATA_DIR, IARBRE_CATALOG, IARBRE_WORKERS, any variable a territory URL names and LOCAL_SERVER
+        (read only)."""
         home = environ.get("IARBRE_HOME") or str(Path.cwd() / ".iarbre")
         resource = cls(home=str(Path(home).resolve()), territory=environ.get("IARBRE_TERRITORY", DEFAULT_TERRITORY),
                        data_dir=environ.get("IARBRE_DATA_DIR") or None, catalog=environ.get("IARBRE_CATALOG") or None,
                        workers=int(environ.get("IARBRE_WORKERS") or 0))
-        names = resource.platform.territory.url_variable_names()
+        # LOCAL_SERVER: a local wire server already running (environment() hands it to child processes)
+        names = [*resource.platform.territory.url_variable_names(), "LOCAL_SERVER"]
         secrets = {name: environ[name] for name in names if name in environ}
         return resource.model_copy(update={"url_secrets": secrets}) if secrets else resource
 

@@ -86,3 +86,12 @@ def test_a_configured_local_server_is_used_and_none_is_started(demo_graph):
     remote = [u for u in urls if u]
     assert remote and all(u.startswith("http://127.0.0.1:9/") for u in remote)
     assert Platform._server is before
+
+
+def test_a_child_process_rebuilt_from_the_environment_keeps_the_configured_local_server(demo_graph):
+    from iarbre_assets.resources import TerritoryResource
+
+    parent = TerritoryResource(home=demo_graph.territory.home, territory="demo",
+                               url_secrets={"LOCAL_SERVER": "http://127.0.0.1:9"})
+    child = TerritoryResource.from_env(parent.environment())
+    assert child.url_secrets.get("LOCAL_SERVER") == "http://127.0.0.1:9"
