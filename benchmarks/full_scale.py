@@ -174,7 +174,8 @@ def end_to_end(args) -> int:
     platform = resource.platform
     assert outcome.success, outcome.failures + outcome.failed_checks
     run = instance.get_runs(limit=1)[0]
-    table, windows = step_table(instance, run.run_id, memory)
+    logs = instance.all_logs(run.run_id)
+    table, windows = step_table(logs, memory)
     total_cpu = memory.samples[-1][2] - memory.samples[0][2]
 
     print(f"\nend to end, raw -> marts and exports, one run ({run.run_id[:8]}), "
@@ -191,11 +192,10 @@ def end_to_end(args) -> int:
     bookkeeping = (wall - steps_s) + in_steps
     print(f"\nDagster's own bookkeeping: {bookkeeping:.1f} s = {bookkeeping / wall:.1%} of the run "
           f"(outside steps {wall - steps_s:.1f} s: loading, planning, launch; inside steps {in_steps:.1f} s "
-          f"writing {len(instance.all_logs(run.run_id))} events: materialisations, check results, step events)")
-    kinds = collections.Counter(e.dagster_event.event_type_value for e in instance.all_logs(run.run_id)
-                                if e.dagster_event is not None)
+          f"writing {len(logs)} events: materialisations, check results, step events)")
+    kinds = collections.Counter(e.dagster_event.event_type_value for e in logs if e.dagster_event is not None)
     print("events by type: " + ", ".join(f"{k} {n}" for k, n in kinds.most_common(8)))
-    planned = [e.timestamp for e in instance.all_logs(run.run_id)
+    planned = [e.timestamp for e in logs
                if e.dagster_event is not None and e.dagster_event.event_type_value == "ASSET_MATERIALIZATION_PLANNED"]
     if planned:  # what DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS would save: one per asset, not per partition
         print(f"planned events: {len(planned)} written in {max(planned) - min(planned):.1f} s before the first step")
@@ -236,11 +236,11 @@ def time_event_writes(instance) -> list[tuple[float, float]]:
     return spans
 
 
-def step_table(instance, run_id: str, memory: TreeMemory) -> tuple[list[dict], list[tuple[float, float]]]:
+def step_table(logs, memory: TreeMemory) -> tuple[list[dict], list[tuple[float, float]]]:
     """Per step (steps of one kind summed into one row): wall, CPU and peak RSS from the timeline, with the
     per-process RSS at the peak; and each step's (start, end) window."""
     opened, rows, windows = {}, {}, []
-    for entry in instance.all_logs(run_id):
+    for entry in logs:
         event = entry.dagster_event
         if event is None or event.step_key is None:
             continue

@@ -20,7 +20,8 @@ def process_tree(root: psutil.Process) -> list:
 class TreeMemory:
     """Samples the RSS of a process and its descendants every `interval` seconds; keeps the peak of the sum.
 
-    With `timeline=True` it also keeps every sample as (unix time, tree RSS bytes, tree CPU seconds), so a
+    With `timeline=True` it also keeps every sample as (unix time, tree RSS bytes, tree CPU seconds,
+    {pid: RSS bytes}), so a
     caller can attribute memory and CPU to time windows (the steps of a run). The CPU of a child that has
     exited is lost from later samples, so CPU per window is the sum of positive increments per process."""
 
@@ -122,13 +123,12 @@ def partner_server(platform):
     """The demo territory's partner endpoints (its local wire server) in a process of their own, as the
     partners' servers are in reality: yields (url, pid), so a run uses it through LOCAL_SERVER and a memory
     measure can leave it out. Same port rule as the platform's own start, so paged links stay the same."""
-    import hashlib
     import multiprocessing
 
-    from iarbre_assets.platform import _server_class
+    from iarbre_assets.platform import _server_class, local_server_port
 
     root = str(platform.resolve_path(platform.territory.local_server.root))
-    port = 20000 + int(hashlib.sha256(root.encode()).hexdigest(), 16) % 20000
+    port = local_server_port(root)
     ours, theirs = multiprocessing.get_context("spawn").Pipe()
     process = multiprocessing.get_context("spawn").Process(
         target=_serve, args=(_server_class(platform.territory.local_server.kind), root, port, theirs), daemon=True)

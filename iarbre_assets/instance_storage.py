@@ -22,10 +22,10 @@ import os
 import threading
 from contextlib import contextmanager
 
+import sqlalchemy
 from dagster._core.storage.event_log import ConsolidatedSqliteEventLogStorage
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
-import sqlalchemy
 from sqlalchemy.pool import QueuePool
 
 

@@ -196,13 +196,17 @@ def _file_sha256(path: str, _mtime_ns: int) -> str:
     return file_sha256(Path(path))
 
 
-def _start_local_server(server_class, root: Path):
-    """Serve `root` on a port derived from its path, so paged `next` links (kept byte for byte in the raw
-    store) are the same from one run to the next; any free port if that one is taken."""
+def local_server_port(root: Path | str) -> int:
+    """The port a local wire server for `root` prefers: derived from its path, so paged `next` links (kept
+    byte for byte in the raw store) are the same from one run to the next."""
     import hashlib
 
-    preferred = 20000 + int(hashlib.sha256(str(root).encode()).hexdigest(), 16) % 20000
-    for port in (preferred, 0):
+    return 20000 + int(hashlib.sha256(str(root).encode()).hexdigest(), 16) % 20000
+
+
+def _start_local_server(server_class, root: Path):
+    """Serve `root` on its preferred port (local_server_port); any free port if that one is taken."""
+    for port in (local_server_port(root), 0):
         server = server_class(root, port=port)
         try:
             server.start()

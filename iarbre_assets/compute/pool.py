@@ -4,8 +4,9 @@ Workers are spawned once per process (not forked: the Dagster process has thread
 imports and caches (loaded sources, communes) between steps. `configure(workers)` sets the size (the
 territory resource does, from its `workers` field; 0 = the number of CPUs); 1 runs everything inline.
 Workers exit when their parent dies, even by SIGKILL (they watch its pid), so none outlives a killed run.
-A worker keeps its caches while it runs tasks of one kind (one step) and drops them when the kind changes;
-after every task it hands the freed heap back to the OS, so idle workers do not sit on a step's peak.
+A worker keeps its caches while it runs tasks of one kind (one step). After every pooled step each worker
+drops them and hands its freed memory back to the OS (release_workers), so idle workers do not sit on a
+step's peak; a worker also does so when the kind of task changes (a step that failed before its release).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from typing import Callable, Iterable, Iterator, TypeVar
@@ -52,7 +54,6 @@ def _start_worker(parent: int, barrier) -> None:
 
 def _watch_parent(parent: int) -> None:
     """In a worker: exit as soon as the parent process is gone (a SIGKILL'ed run leaves no worker behind)."""
-    import threading
     import time
 
     def watch():
@@ -101,26 +102,33 @@ def resident_bytes() -> int:
         return 0
 
 
+try:
+    _MALLOC_TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):  # not glibc
+    _MALLOC_TRIM = None
+
+
 def trim_heap() -> None:
     """Give the free pages of glibc's heap and of Arrow's allocator back to the OS (both keep them
     otherwise: a process's RSS would stay at the peak of its largest task for the rest of the run)."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc
-        pass
-    import sys
-
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
     if "pyarrow" in sys.modules:
         sys.modules["pyarrow"].default_memory_pool().release_unused()
+
+
+def _drop_caches() -> None:
+    """In a worker: clear the registered caches and give the freed memory back."""
+    release_all()
+    gc.collect()
+    trim_heap()
 
 
 def _run_task(fn: Callable[[T], R], task: T) -> R:
     global _LAST_KIND
     kind = f"{fn.__module__}.{fn.__qualname__}"
     if _LAST_KIND is not None and kind != _LAST_KIND:
-        release_all()
-        gc.collect()
-        trim_heap()
+        _drop_caches()
     _LAST_KIND = kind
     try:
         return fn(task)
@@ -131,9 +139,7 @@ def _run_task(fn: Callable[[T], R], task: T) -> R:
 
 def _release_worker() -> int:
     global _LAST_KIND
-    release_all()
-    gc.collect()
-    trim_heap()
+    _drop_caches()
     _LAST_KIND = None
     try:  # hold this worker until every worker has its own release task
         _BARRIER.wait(timeout=30)

@@ -96,9 +96,9 @@ def with_point_geometry(table: pa.Table, xs: np.ndarray, ys: np.ndarray, crs: st
 
 
 def write_tiles(path: Path, tables) -> None:
-    """Write a commune's tiles from a table, or from an iterable of tables of at most TILES_ROW_GROUP rows
-    each (one row group per table; the first one's schema, GeoParquet metadata included, is the file's)."""
-    tables = iter([tables] if isinstance(tables, pa.Table) else tables)
+    """Write a commune's tiles from an iterable of at least one table of at most TILES_ROW_GROUP rows (one
+    row group each; the first one's schema, GeoParquet metadata included, is the file's)."""
+    tables = iter(tables)
     with atomic_path(path) as tmp:
         first = next(tables)
         with pq.ParquetWriter(tmp, first.schema, compression="zstd") as writer:
